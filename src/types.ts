@@ -1,0 +1,175 @@
+// Shared data shapes of the pipeline: inventory → facts → plan → apply → gates → report.
+// Pure modules exchange these plain objects; only src/ssh/ talks to hosts.
+
+/** One master, validated. Connection values are per host (host line > [group:vars] > [all:vars]). */
+export interface HostSpec {
+  name: string;
+  /** ansible_host, or the name when absent; an IP address or a DNS host name. */
+  address: string;
+  port: number;
+  user: string;
+  privateKeyFile?: string;
+  /** ansible_become: run every remote command through `sudo -n`. */
+  become: boolean;
+  priority: number;
+  /** vip_interface from the inventory; undefined = detect from the host's route to the VIP. */
+  vipInterface?: string;
+  /** 1-based line of the host in the inventory file. */
+  line: number;
+}
+
+/** The validated inventory: everything the run needs, nothing of other tools' variables. */
+export interface ClusterSpec {
+  file: string;
+  /** The group the masters came from: masters | kube_master | kube_control_plane. */
+  group: string;
+  vip: string;
+  family: 4 | 6;
+  vipPort: number;
+  apiserverPort: number;
+  virtualRouterId: number;
+  advertInt: number;
+  haproxyBalance: string;
+  kubeconfig: string;
+  /** Optional VRRP PASS authentication; a secret: never printed. */
+  vrrpAuthPass?: string;
+  /** Hosts in inventory order. */
+  hosts: HostSpec[];
+  /** Rollout order: primary first, then backups by descending priority. */
+  order: string[];
+  primary: string;
+  /** Plain words: which master is the primary and why. */
+  primaryReason: string;
+}
+
+export type PackageManager = 'apt' | 'dnf' | 'yum';
+export type ManagedUnit = 'keepalived' | 'haproxy';
+
+export interface UnitFacts {
+  /** systemctl ActiveState: active, inactive, failed, activating, … ('' when the unit does not exist). */
+  active: string;
+  /** systemctl UnitFileState: enabled, disabled, masked, … ('' when unknown). */
+  enabled: string;
+  mainPid: number;
+}
+
+export interface InterfaceFacts {
+  name: string;
+  /** CIDR strings as `ip -o addr` prints them, e.g. 172.30.86.11/24. */
+  addrs: string[];
+}
+
+/** What one host showed in one facts command. */
+export interface HostFacts {
+  host: string;
+  osId: string;
+  osFamily: 'debian' | 'rhel' | 'unknown';
+  pkgManager: PackageManager | null;
+  installed: Record<ManagedUnit, boolean>;
+  /** sha256 of each managed file, null when absent. Keys are absolute paths. */
+  files: Record<string, string | null>;
+  /** sha256 of the config each service last loaded through kha-deploy (state file), null when unknown. */
+  applied: Record<ManagedUnit, string | null>;
+  units: Record<ManagedUnit, UnitFacts>;
+  runDirExists: boolean;
+  /** Some tmpfiles.d entry already recreates /run/haproxy at boot. */
+  runDirPersistent: boolean;
+  /** Interface of the route to the VIP (or the interface holding it). */
+  routeInterface: string | null;
+  interfaces: InterfaceFacts[];
+  /** Interfaces that currently carry the VIP. */
+  vipOn: string[];
+}
+
+export type StepStatus = 'ok' | 'changed' | 'failed' | 'skipped';
+
+/** One remote operation the apply module knows how to execute. */
+export type Operation =
+  | { op: 'run'; script: string; description: string }
+  | {
+      op: 'write-file';
+      path: string;
+      content: string;
+      mode: string;
+      /** Validator run on the host against the temp file; `{file}` is replaced by its quoted path. */
+      validate?: string;
+      /** Secret values the content holds: never shown in diffs or logs. */
+      secrets?: string[];
+    }
+  | { op: 'service'; unit: ManagedUnit; action: 'enable-start' | 'reload' | 'restart' | 'enable' };
+
+export interface PlannedStep {
+  /** Stable id from the playbook: packages, rundir, haproxy-config, keepalived-config, units. */
+  id: string;
+  title: string;
+  /** Nothing to do when ops is empty: the step reports ok. */
+  ops: Operation[];
+  /** Why the step changes something, in plain words ('' when ops is empty). */
+  reason: string;
+}
+
+export interface HostPlan {
+  host: string;
+  steps: PlannedStep[];
+}
+
+export interface HostRecap {
+  host: string;
+  ok: number;
+  changed: number;
+  failed: number;
+  /** Remote commands this run sent to the host. */
+  commands: number;
+}
+
+/** Result of one remote command. Never throws for a non-zero exit. */
+export interface RemoteResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  /** Bytes written to the command's stdin, then stdin is closed. */
+  stdin?: string;
+  /** Shown instead of the script in verbose output and errors (e.g. when the script is long). */
+  label?: string;
+}
+
+/** A long-running command that holds something (the run lock) until released. */
+export interface HeldCommand {
+  /** stdout printed before the ready marker line. */
+  output: string;
+  /** Close stdin and wait for the command to end. */
+  release(): Promise<void>;
+}
+
+/**
+ * One host's connection, as the engine sees it. The implementation (src/ssh/session.ts) wraps every
+ * script as `sh -c <quoted>` (through `sudo -n` when becoming), reuses one SSH connection and counts
+ * commands. Scripts are POSIX sh; callers quote every value with shellQuote().
+ */
+export interface Remote {
+  readonly host: string;
+  /** Remote commands sent so far (each run/hold counts one). */
+  readonly commandCount: number;
+  run(script: string, opts?: RunOptions): Promise<RemoteResult>;
+  /**
+   * Start `script`, collect stdout until a line equal to `readyMarker`, and keep the command running
+   * (stdin open) until release(). Resolves with the result instead when the command exits first.
+   */
+  hold(script: string, readyMarker: string): Promise<HeldCommand | RemoteResult>;
+  close(): Promise<void>;
+}
+
+/** Events the runner emits; the UI subscribes. The core never prints. */
+export type RunEvent =
+  | { type: 'inventory'; spec: ClusterSpec }
+  | { type: 'phase'; phase: 'connect' | 'facts' | 'packages' | 'rollout' | 'done'; message: string }
+  | { type: 'host-start'; host: string; role: 'primary' | 'backup' }
+  | { type: 'step-start'; host: string; step: string; title: string }
+  | { type: 'step-end'; host: string; step: string; title: string; status: StepStatus; detail?: string }
+  | { type: 'gate-wait'; host: string; gate: string; attempt: number; message: string }
+  | { type: 'command'; host: string; command: string }
+  | { type: 'warning'; host?: string; message: string };
