@@ -85,3 +85,12 @@ export class LockedError extends HostStepError {}
 export class InterruptedError extends KhaError {
   readonly exitCode = EXIT_INTERRUPTED;
 }
+
+/** Several hosts failed at once (e.g. unreachable at start); each is reported. */
+export class ManyErrors extends KhaError {
+  readonly exitCode: number;
+  constructor(readonly errors: KhaError[], summary: string) {
+    super(summary);
+    this.exitCode = Math.max(...errors.map((e) => e.exitCode));
+  }
+}

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  diagnoseKeepalivedJournal,
+  diagnoseKubectl,
+  interfacesHolding,
+  judgePlacement,
+  observeScript,
+  parseObservation,
+  vipUrl,
+} from '../../src/gates/observe.js';
+import type { ClusterSpec } from '../../src/types.js';
+
+const spec = {
+  vip: '172.16.86.100',
+  family: 4,
+  vipPort: 8443,
+  apiserverPort: 6443,
+  kubeconfig: '/etc/kubernetes/admin.conf',
+  virtualRouterId: 51,
+} as ClusterSpec;
+
+const IP_WITH_VIP = `1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever
+2: eth0    inet 172.16.86.11/24 brd 172.16.86.255 scope global eth0\\       valid_lft forever preferred_lft forever
+2: eth0    inet 172.16.86.100/32 scope global eth0\\       valid_lft forever preferred_lft forever
+2: eth0    inet6 fe80::42:acff:fe10:560b/64 scope link \\       valid_lft forever preferred_lft forever`;
+
+describe('observe', () => {
+  it('finds the interface holding the VIP and not a prefix look-alike', () => {
+    assert.deepEqual(interfacesHolding(IP_WITH_VIP, '172.16.86.100'), ['eth0']);
+    assert.deepEqual(interfacesHolding(IP_WITH_VIP, '172.16.86.10'), []);
+    assert.deepEqual(interfacesHolding(IP_WITH_VIP, '172.16.86.1'), []);
+  });
+
+  it('strips @ifN from interface names', () => {
+    assert.deepEqual(interfacesHolding('5: ens192@if106    inet 10.0.0.5/32 scope global ens192', '10.0.0.5'), ['ens192']);
+  });
+
+  it('builds a kubectl call forced through the VIP, quoting the kubeconfig', () => {
+    const s = observeScript({ ...spec, kubeconfig: "/etc/k8s/it's.conf" }, true);
+    assert.match(s, /--server https:\/\/172\.16\.86\.100:8443/);
+    assert.ok(s.includes(`--kubeconfig '/etc/k8s/it'\\''s.conf'`));
+    assert.equal(observeScript(spec, false), 'ip -o addr show');
+  });
+
+  it('brackets an IPv6 VIP in the URL', () => {
+    assert.equal(vipUrl({ ...spec, vip: 'fd00::100', family: 6 }), 'https://[fd00::100]:8443');
+  });
+
+  it('parses old and new kubectl Server Version formats', () => {
+    const old = parseObservation(
+      'm1',
+      `${IP_WITH_VIP}\n@@KHA-KUBECTL\nClient Version: version.Info{Major:"1", GitVersion:"v1.20.2"}\nServer Version: version.Info{Major:"1", Minor:"30", GitVersion:"v1.30.0", GitCommit:"x"}\n@@KHA-RC=0\n`,
+      spec.vip,
+    );
+    assert.equal(old.kubectl?.ok, true);
+    assert.equal(old.kubectl?.serverVersion, 'v1.30.0');
+    assert.deepEqual(old.vipOn, ['eth0']);
+    const modern = parseObservation('m1', `@@KHA-KUBECTL\nClient Version: v1.31.0\nServer Version: v1.30.2\n@@KHA-RC=0`, spec.vip);
+    assert.equal(modern.kubectl?.serverVersion, 'v1.30.2');
+  });
+
+  it('treats a non-zero kubectl exit as failure even with partial output', () => {
+    const o = parseObservation('m1', `@@KHA-KUBECTL\nClient Version: v1.20.2\nUnable to connect to the server: dial tcp 172.16.86.100:8443: connect: connection refused\n@@KHA-RC=1`, spec.vip);
+    assert.equal(o.kubectl?.ok, false);
+    assert.equal(o.kubectl?.exitCode, 1);
+    assert.match(o.kubectl!.output, /connection refused/);
+  });
+});
+
+describe('judgePlacement', () => {
+  const obs = (h: Record<string, string[]>) => Object.entries(h).map(([host, vipOn]) => ({ host, vipOn }));
+  it('passes when only the expected host holds the VIP on the expected interface', () => {
+    assert.deepEqual(judgePlacement(obs({ m1: ['eth0'], m2: [], m3: [] }), spec.vip, 'm1', 'eth0'), { ok: true, holder: 'm1' });
+  });
+  it('reports split brain loudly, naming every holder', () => {
+    const v = judgePlacement(obs({ m1: ['eth0'], m2: ['eth0'], m3: [] }), spec.vip, 'm1');
+    assert.equal(v.ok, false);
+    assert.ok(!v.ok && v.kind === 'split-brain');
+    assert.match(!v.ok ? v.message : '', /SPLIT BRAIN.*m1, m2/);
+  });
+  it('reports nobody and the wrong host', () => {
+    const none = judgePlacement(obs({ m1: [], m2: [] }), spec.vip, 'm1');
+    assert.ok(!none.ok && none.kind === 'nobody');
+    const wrong = judgePlacement(obs({ m1: [], m2: ['eth0'] }), spec.vip, 'm1');
+    assert.ok(!wrong.ok && wrong.kind === 'wrong-host' && wrong.holders[0] === 'm2');
+  });
+  it('checks the interface', () => {
+    const v = judgePlacement(obs({ m1: ['eth1'] }), spec.vip, 'm1', 'eth0');
+    assert.ok(!v.ok && v.kind === 'wrong-interface');
+  });
+  it('accepts any single holder when the primary is outside --limit', () => {
+    assert.deepEqual(judgePlacement(obs({ m2: [], m3: [] }), spec.vip, undefined), { ok: true, holder: '' });
+  });
+});
+
+describe('diagnosis', () => {
+  it('names the missing SAN and the kubeadm/kubeasz fixes on an x509 error', () => {
+    const d = diagnoseKubectl(spec, {
+      ok: false,
+      exitCode: 1,
+      output: 'Unable to connect to the server: x509: certificate is valid for 172.16.86.11, 127.0.0.1, not 172.16.86.100',
+    });
+    assert.match(d.message, /subjectAltNames/);
+    assert.match(d.hint, /apiServer\.certSANs/);
+    assert.match(d.hint, /MASTER_CERT_HOSTS/);
+  });
+  it('falls back to a haproxy hint for a refused connection', () => {
+    const d = diagnoseKubectl(spec, { ok: false, exitCode: 1, output: 'connection refused' });
+    assert.match(d.hint, /:8443/);
+  });
+  it('recognizes a VRID collision in the keepalived journal', () => {
+    const d = diagnoseKeepalivedJournal(
+      'Nov 29 10:00:01 m1 Keepalived_vrrp[77]: (VI-kube-master) ip address associated with VRID 51 not present in MASTER advert : 172.16.86.100',
+      51,
+    );
+    assert.match(d!.message, /virtual_router_id 51/);
+    assert.equal(diagnoseKeepalivedJournal('Nov 29 (VI-kube-master) Entering BACKUP STATE', 51), undefined);
+  });
+});
