@@ -96,7 +96,13 @@ export type Operation =
       /** Secret values the content holds: never shown in diffs or logs. */
       secrets?: string[];
     }
-  | { op: 'service'; unit: ManagedUnit; action: 'enable-start' | 'reload' | 'restart' | 'enable' };
+  | {
+      op: 'service';
+      unit: ManagedUnit;
+      action: 'enable-start' | 'reload' | 'restart' | 'enable';
+      /** sha256 of the config the unit loads by this op; recorded in /var/lib/kha-deploy/UNIT.applied after success. */
+      recordApplied?: string;
+    };
 
 export interface PlannedStep {
   /** Stable id from the playbook: packages, rundir, haproxy-config, keepalived-config, units. */
