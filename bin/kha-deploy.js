@@ -1,5 +1,3 @@
 #!/usr/bin/env node
-// Runs the compiled CLI (npm ci builds dist/ through the prepare script).
-import { run } from '../dist/cli.js';
-
-await run();
+// Runs the compiled CLI; `npm ci` builds dist/ through the prepare script.
+import '../dist/main.js';

@@ -54,10 +54,11 @@ export function writeFileScript(op: Extract<Operation, { op: 'write-file' }>, ke
     `chmod ${shellQuote(op.mode)} "$tmp"`,
     ...(validate ? [`if ! out=$(${validate} 2>&1); then printf '%s\\n' "$out" >&2; exit ${EXIT_INVALID}; fi`] : []),
     'backup=',
-    `if [ -e ${p} ]; then backup=${p}${BACKUP_INFIX}$(date -u +%Y%m%dT%H%M%SZ); cp -p ${p} "$backup"; fi`,
+    // Nanoseconds keep two runs within one second apart; names sort in time order for pruning.
+    `if [ -e ${p} ]; then backup=${p}${BACKUP_INFIX}$(date -u +%Y%m%dT%H%M%S.%NZ); cp -p ${p} "$backup"; fi`,
     `mv -f "$tmp" ${p}`,
     'trap - EXIT HUP INT TERM',
-    `ls -1t ${p}${BACKUP_INFIX}* 2>/dev/null | tail -n +${keepBackups + 1} | while read -r old; do rm -f "$old"; done`,
+    `ls -1d ${p}${BACKUP_INFIX}* 2>/dev/null | sort -r | tail -n +${keepBackups + 1} | while read -r old; do rm -f "$old"; done`,
     'echo "backup=$backup"',
   ].join('\n');
 }

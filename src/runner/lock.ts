@@ -2,18 +2,19 @@
 // closes the channel, cat sees EOF and the kernel drops the lock: no stale lock to clean up.
 import { shellQuote } from '../shell.js';
 
-export const LOCK_FILE = '/run/lock/kha-deploy.lock';
-export const OWNER_FILE = '/run/lock/kha-deploy.owner';
+export const LOCK_DIR = '/run/lock';
 export const READY_MARK = '@@KHA-READY';
 export const LOCKED_EXIT = 75;
 
 /** Take the lock, record who holds it, run `inner` (the facts script), print READY_MARK, hold. */
-export function lockScript(inner: string, owner: string): string {
+export function lockScript(inner: string, owner: string, dir = LOCK_DIR): string {
+  const lock = shellQuote(`${dir}/kha-deploy.lock`);
+  const ownerFile = shellQuote(`${dir}/kha-deploy.owner`);
   return [
-    'mkdir -p /run/lock',
-    `exec 9>>${LOCK_FILE}`,
-    `if ! flock -n 9; then echo "another kha-deploy run holds ${LOCK_FILE}:" >&2; cat ${OWNER_FILE} >&2 2>/dev/null; exit ${LOCKED_EXIT}; fi`,
-    `printf '%s\\n' ${shellQuote(owner)} > ${OWNER_FILE}`,
+    `mkdir -p ${shellQuote(dir)}`,
+    `exec 9>>${lock}`,
+    `if ! flock -n 9; then echo "another kha-deploy run holds ${dir}/kha-deploy.lock:" >&2; cat ${ownerFile} >&2 2>/dev/null; exit ${LOCKED_EXIT}; fi`,
+    `printf '%s\\n' ${shellQuote(owner)} > ${ownerFile}`,
     inner,
     `echo ${READY_MARK}`,
     'exec cat >/dev/null',

@@ -1,0 +1,4 @@
+// Process entry: `node --import tsx src/main.ts` in development, dist/main.js behind bin/kha-deploy.js.
+import { run } from './cli.js';
+
+await run();
