@@ -1,0 +1,280 @@
+// Facts: ONE remote command that prints a host's state as machine-readable lines, and its pure parser.
+// The script only reads; the runner wraps it (run lock), so it never exits, never reads stdin and
+// survives `set -eu` in a wrapper.
+import { isIPv6 } from 'node:net';
+import type { Playbook } from './playbook.js';
+import { shellQuote } from './shell.js';
+import type { ClusterSpec, HostFacts, HostSpec, InterfaceFacts, ManagedUnit, PackageManager, UnitFacts } from './types.js';
+
+/** Where apply records the sha256 of the config a unit last loaded through kha-deploy (see src/apply.ts). */
+export const STATE_DIR = '/var/lib/kha-deploy';
+export const FACTS_BEGIN = 'kha-facts 1';
+export const FACTS_END = 'kha-facts end';
+
+const UNITS: ManagedUnit[] = ['keepalived', 'haproxy'];
+const TMPFILES_DIRS = ['/etc/tmpfiles.d', '/run/tmpfiles.d', '/usr/lib/tmpfiles.d'];
+
+export function appliedStatePath(unit: ManagedUnit): string {
+  return `${STATE_DIR}/${unit}.applied`;
+}
+
+/** Paths whose sha256 the facts report: every file the playbook manages. */
+export function managedPaths(playbook: Playbook): string[] {
+  return [playbook.files.haproxy.path, playbook.files.keepalived.path, playbook.files.tmpfiles.path];
+}
+
+function regexEscape(s: string): string {
+  return s.replace(/[.[\]\\*+?^$(){}|]/g, '\\$&');
+}
+
+/** A `section` of raw command output between markers; the output is trimmed of trailing newlines. */
+function section(name: string, command: string): string[] {
+  return [`printf '%s\\n' '@begin ${name}'`, `kha_o=$(${command} 2>/dev/null) || :`, `[ -z "$kha_o" ] || printf '%s\\n' "$kha_o"`, `printf '%s\\n' '@end ${name}'`];
+}
+
+/**
+ * The POSIX sh script that gathers a host's facts. Prints `kha-facts 1`, then `key=value` lines,
+ * `file SHA256|-|? PATH` lines and `@begin NAME` … `@end NAME` sections, then `kha-facts end`.
+ * Every command may fail (no systemd, no ip): the script still prints everything else.
+ */
+export function factsScript(spec: ClusterSpec, _host: HostSpec, playbook: Playbook): string {
+  const q = shellQuote;
+  const runDir = playbook.runDir;
+  // A tmpfiles.d line creating the directory: type d/D/v/q/Q (with modifiers), then the path (/var/run is an alias).
+  const tmpfilesRe = `^[[:space:]]*[dDvqQ][^[:space:]]*[[:space:]]+${runDir.startsWith('/run/') ? '(/var)?' : ''}${regexEscape(runDir)}/?([[:space:]]|$)`;
+  const lines: string[] = [
+    '{',
+    `printf '%s\\n' ${q(FACTS_BEGIN)}`,
+    // os-release is shell syntax, but sourcing it would run code: read the two lines as text.
+    'for kha_f in /etc/os-release /usr/lib/os-release; do',
+    `  if [ -r "$kha_f" ]; then sed -n -e 's/^ID=/os.id=/p' -e 's/^ID_LIKE=/os.id_like=/p' "$kha_f"; break; fi`,
+    'done',
+    'for kha_c in apt-get dnf yum; do',
+    `  printf 'cmd.%s=%s\\n' "$kha_c" "$(command -v "$kha_c" 2>/dev/null || :)"`,
+    'done',
+    // root's PATH may lack /usr/sbin (e.g. plain `su`): look there too.
+    'for kha_c in keepalived haproxy; do',
+    '  kha_p=$(command -v "$kha_c" 2>/dev/null) || kha_p=',
+    '  if [ -z "$kha_p" ]; then for kha_d in /usr/sbin /sbin /usr/local/sbin; do if [ -x "$kha_d/$kha_c" ]; then kha_p="$kha_d/$kha_c"; break; fi; done; fi',
+    `  printf 'bin.%s=%s\\n' "$kha_c" "$kha_p"`,
+    'done',
+    `for kha_f in ${managedPaths(playbook).map(q).join(' ')}; do`,
+    // `?`: the file exists but could not be hashed (the parser refuses to guess).
+    `  if [ -f "$kha_f" ]; then kha_h=$(sha256sum < "$kha_f" 2>/dev/null) || kha_h=; kha_h=\${kha_h%% *}; [ -n "$kha_h" ] || kha_h='?'; else kha_h=-; fi`,
+    `  printf 'file %s %s\\n' "$kha_h" "$kha_f"`,
+    'done',
+    ...UNITS.flatMap((u) => [
+      `kha_a=; if [ -f ${q(appliedStatePath(u))} ]; then kha_a=$(head -n 1 ${q(appliedStatePath(u))} 2>/dev/null | tr -cd '0-9a-f') || kha_a=; fi`,
+      `printf 'applied.${u}=%s\\n' "$kha_a"`,
+    ]),
+    `if [ -d ${q(runDir)} ]; then printf '%s\\n' rundir=yes; else printf '%s\\n' rundir=no; fi`,
+    // A same-named file in an earlier directory masks later ones (tmpfiles.d(5)); /dev/null masks too.
+    'kha_t=',
+    `for kha_d in ${TMPFILES_DIRS.join(' ')}; do`,
+    '  for kha_f in "$kha_d"/*.conf; do',
+    '    [ -f "$kha_f" ] || continue',
+    '    kha_b=${kha_f##*/}; kha_m=',
+    `    for kha_e in ${TMPFILES_DIRS.join(' ')}; do [ "$kha_e" = "$kha_d" ] && break; [ -e "$kha_e/$kha_b" ] && kha_m=1; done`,
+    `    if [ -z "$kha_m" ] && [ -z "$kha_t" ] && grep -Eq ${q(tmpfilesRe)} "$kha_f" 2>/dev/null; then kha_t=$kha_f; fi`,
+    '  done',
+    'done',
+    `printf 'rundir.tmpfiles=%s\\n' "$kha_t"`,
+    ...UNITS.flatMap((u) => section(`unit.${u}`, `systemctl show --no-pager -p LoadState -p ActiveState -p UnitFileState -p MainPID ${q(`${u}.service`)}`)),
+    ...section('ip-addr', 'ip -o addr show'),
+    ...section('ip-route', `ip -o route get ${q(spec.vip)}`),
+    `printf '%s\\n' ${q(FACTS_END)}`,
+    '} </dev/null',
+  ];
+  return lines.join('\n');
+}
+
+const KEYS = new Set([
+  'os.id',
+  'os.id_like',
+  'cmd.apt-get',
+  'cmd.dnf',
+  'cmd.yum',
+  'bin.keepalived',
+  'bin.haproxy',
+  'applied.keepalived',
+  'applied.haproxy',
+  'rundir',
+  'rundir.tmpfiles',
+]);
+const SECTIONS = new Set(['unit.keepalived', 'unit.haproxy', 'ip-addr', 'ip-route']);
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** Canonical text of an address so that `2001:DB8:0::1` and `2001:db8::1` compare equal. */
+export function canonicalAddress(addr: string): string {
+  if (!isIPv6(addr)) return addr;
+  try {
+    return new URL(`http://[${addr}]/`).hostname.slice(1, -1);
+  } catch {
+    return addr.toLowerCase();
+  }
+}
+
+/** os-release values may be quoted: ID="centos". */
+function unquote(v: string): string {
+  const m = /^"(.*)"$/.exec(v) ?? /^'(.*)'$/.exec(v);
+  return m ? m[1]!.replace(/\\(.)/g, '$1') : v;
+}
+
+function osFamily(id: string, idLike: string): HostFacts['osFamily'] {
+  const words = [id, ...idLike.split(/\s+/)].map((w) => w.toLowerCase()).filter(Boolean);
+  for (const w of words) {
+    if (w === 'debian' || w === 'ubuntu') return 'debian';
+    if (['rhel', 'centos', 'fedora', 'rocky', 'almalinux', 'ol'].includes(w)) return 'rhel';
+  }
+  return 'unknown';
+}
+
+function pickPackageManager(family: HostFacts['osFamily'], has: (c: string) => boolean): PackageManager | null {
+  // dnf before yum: on EL8+ yum is dnf's compatibility alias.
+  const order: [string, PackageManager][] =
+    family === 'rhel'
+      ? [['dnf', 'dnf'], ['yum', 'yum'], ['apt-get', 'apt']]
+      : [['apt-get', 'apt'], ['dnf', 'dnf'], ['yum', 'yum']];
+  for (const [cmd, pm] of order) if (has(cmd)) return pm;
+  return null;
+}
+
+function parseUnit(host: string, unit: ManagedUnit, lines: string[]): UnitFacts {
+  const props = new Map<string, string>();
+  for (const l of lines) {
+    const m = /^([A-Za-z]+)=(.*)$/.exec(l);
+    if (!m) throw new Error(`facts from ${host}: unexpected line in systemctl show ${unit}.service output: ${JSON.stringify(l)}`);
+    props.set(m[1]!, m[2]!);
+  }
+  // No output at all: systemctl is missing or systemd is not running; nothing is known.
+  const pidText = props.get('MainPID') ?? '0';
+  if (!/^\d+$/.test(pidText)) throw new Error(`facts from ${host}: ${unit}.service MainPID is not a number: ${JSON.stringify(pidText)}`);
+  const loaded = props.get('LoadState') !== 'not-found';
+  return {
+    active: loaded ? (props.get('ActiveState') ?? '') : '',
+    enabled: loaded ? (props.get('UnitFileState') ?? '') : '',
+    mainPid: Number(pidText),
+  };
+}
+
+// `2: eth0    inet 10.0.0.11/24 brd … scope global eth0\       valid_lft …`; names may carry @ifN.
+const ADDR_LINE = /^\d+:\s+([^\s@:]+)(?:@\S+)?:?\s+(inet6?)\s+(\S+)/;
+const LINK_LINE = /^\d+:\s+([^\s@:]+)(?:@\S+)?:?\s+link\//;
+
+function parseAddrs(host: string, lines: string[]): InterfaceFacts[] {
+  const byName = new Map<string, string[]>();
+  for (const l of lines) {
+    const m = ADDR_LINE.exec(l);
+    if (m) {
+      const [, name, , cidr] = m as unknown as [string, string, string, string];
+      if (!/^[0-9A-Fa-f.:]+(\/\d{1,3})?$/.test(cidr)) throw new Error(`facts from ${host}: unexpected address in ip -o addr output: ${JSON.stringify(l)}`);
+      if (!byName.has(name)) byName.set(name, []);
+      byName.get(name)!.push(cidr);
+      continue;
+    }
+    const link = LINK_LINE.exec(l);
+    if (link) {
+      if (!byName.has(link[1]!)) byName.set(link[1]!, []);
+      continue;
+    }
+    throw new Error(`facts from ${host}: unexpected line in ip -o addr output: ${JSON.stringify(l)}`);
+  }
+  return [...byName].map(([name, addrs]) => ({ name, addrs }));
+}
+
+/** The `dev X` of `ip -o route get VIP`, or null when there is no route. */
+function routeDev(lines: string[]): string | null {
+  for (const l of lines) {
+    const m = /(?:^|\s)dev\s+([^\s@]+)/.exec(l);
+    if (m) return m[1]!;
+  }
+  return null;
+}
+
+/** Parse the output of factsScript. Pure; throws an Error quoting the first line it does not understand. */
+export function parseFacts(host: string, stdout: string, vip: string): HostFacts {
+  const lines = stdout.split('\n').map((l) => l.replace(/\r$/, ''));
+  while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  const first = lines.findIndex((l) => l !== '');
+  if (first < 0) throw new Error(`facts from ${host}: the facts command printed nothing`);
+  if (lines[first] !== FACTS_BEGIN) {
+    throw new Error(`facts from ${host}: expected '${FACTS_BEGIN}' first, got ${JSON.stringify(lines[first])}`);
+  }
+  if (lines[lines.length - 1] !== FACTS_END) {
+    throw new Error(`facts from ${host}: the output is truncated (no '${FACTS_END}' line; last line ${JSON.stringify(lines[lines.length - 1])})`);
+  }
+
+  const kv = new Map<string, string>();
+  const files: Record<string, string | null> = {};
+  const sections = new Map<string, string[]>();
+  let open: { name: string; lines: string[] } | undefined;
+  for (const l of lines.slice(first + 1, -1)) {
+    if (open) {
+      if (l === `@end ${open.name}`) {
+        sections.set(open.name, open.lines);
+        open = undefined;
+      } else if (l.trim() !== '') {
+        open.lines.push(l);
+      }
+      continue;
+    }
+    if (l === '') continue;
+    const begin = /^@begin (\S+)$/.exec(l);
+    if (begin) {
+      if (!SECTIONS.has(begin[1]!)) throw new Error(`facts from ${host}: unknown section: ${JSON.stringify(l)}`);
+      open = { name: begin[1]!, lines: [] };
+      continue;
+    }
+    const file = /^file (\S+) (\/.*)$/.exec(l);
+    if (file) {
+      const [, hash, path] = file as unknown as [string, string, string];
+      if (hash === '-') files[path] = null;
+      else if (SHA256.test(hash)) files[path] = hash;
+      else if (hash === '?') throw new Error(`facts from ${host}: ${path} exists but could not be hashed (is sha256sum installed and the file readable?)`);
+      else throw new Error(`facts from ${host}: unexpected line: ${JSON.stringify(l)}`);
+      continue;
+    }
+    const m = /^([a-z][a-z0-9_.-]*)=(.*)$/.exec(l);
+    if (!m || !KEYS.has(m[1]!)) throw new Error(`facts from ${host}: unexpected line: ${JSON.stringify(l)}`);
+    kv.set(m[1]!, m[2]!);
+  }
+  if (open) throw new Error(`facts from ${host}: section ${open.name} is not closed`);
+  for (const k of KEYS) {
+    if (!k.startsWith('os.') && !kv.has(k)) throw new Error(`facts from ${host}: '${k}=' is missing from the output`);
+  }
+  for (const s of SECTIONS) if (!sections.has(s)) throw new Error(`facts from ${host}: section ${s} is missing from the output`);
+  const rundir = kv.get('rundir');
+  if (rundir !== 'yes' && rundir !== 'no') throw new Error(`facts from ${host}: unexpected line: ${JSON.stringify(`rundir=${rundir}`)}`);
+
+  const osId = unquote(kv.get('os.id') ?? '');
+  const family = osFamily(osId, unquote(kv.get('os.id_like') ?? ''));
+  const interfaces = parseAddrs(host, sections.get('ip-addr')!);
+  const want = canonicalAddress(vip);
+  const vipOn = interfaces.filter((i) => i.addrs.some((a) => canonicalAddress(a.split('/')[0]!) === want)).map((i) => i.name);
+  // The route to a local VIP goes through `lo`: the interface holding it is the one keepalived uses.
+  const dev = routeDev(sections.get('ip-route')!);
+  const routeInterface = vipOn.find((n) => n !== 'lo') ?? (dev !== null && dev !== 'lo' ? dev : null);
+
+  const applied = (u: ManagedUnit): string | null => {
+    const v = kv.get(`applied.${u}`)!;
+    return SHA256.test(v) ? v : null;
+  };
+  return {
+    host,
+    osId,
+    osFamily: family,
+    pkgManager: pickPackageManager(family, (c) => (kv.get(`cmd.${c}`) ?? '') !== ''),
+    installed: { keepalived: kv.get('bin.keepalived') !== '', haproxy: kv.get('bin.haproxy') !== '' },
+    files,
+    applied: { keepalived: applied('keepalived'), haproxy: applied('haproxy') },
+    units: {
+      keepalived: parseUnit(host, 'keepalived', sections.get('unit.keepalived')!),
+      haproxy: parseUnit(host, 'haproxy', sections.get('unit.haproxy')!),
+    },
+    runDirExists: rundir === 'yes',
+    runDirPersistent: kv.get('rundir.tmpfiles') !== '',
+    routeInterface,
+    interfaces,
+    vipOn,
+  };
+}

@@ -1,0 +1,129 @@
+// The per-host plan: facts in, steps out. Pure. A step with no ops is already converged, so a
+// rerun on a converged host plans nothing and touches nothing.
+import { createHash } from 'node:crypto';
+import { packagesStep } from './packages.js';
+import { stepOf, type Playbook, type StepId } from './playbook.js';
+import { renderHaproxy, renderKeepalived, renderTmpfiles } from './render.js';
+import { shellQuote } from './shell.js';
+import type { ClusterSpec, HostFacts, HostPlan, HostSpec, ManagedUnit, Operation, PlannedStep } from './types.js';
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+/** The packages step alone: the runner installs on every host in parallel before the serial rollout. */
+export function planPackages(facts: HostFacts, playbook: Playbook): PlannedStep {
+  return packagesStep(facts, playbook);
+}
+
+/** The interface keepalived uses: the inventory's vip_interface, else the one that reaches the VIP. */
+export function vipInterface(host: HostSpec, facts: HostFacts): string {
+  const iface = host.vipInterface ?? facts.routeInterface;
+  if (!iface) {
+    throw new Error(`cannot tell which interface reaches the VIP on ${host.name}: set vip_interface for it in the inventory`);
+  }
+  // keepalived needs an address on its interface (the VRRP source); ip -o addr lists only those.
+  if (facts.interfaces.length > 0 && !facts.interfaces.some((i) => i.name === iface)) {
+    throw new Error(
+      `interface ${iface} (${host.vipInterface ? 'vip_interface from the inventory' : 'route to the VIP'}) has no address on ${host.name}; ` +
+        `interfaces with addresses: ${facts.interfaces.map((i) => i.name).join(', ')}`,
+    );
+  }
+  return iface;
+}
+
+interface Rendered {
+  unit: ManagedUnit;
+  path: string;
+  content: string;
+  hash: string;
+  /** The file on the host differs (or is missing): this plan writes it. */
+  write: boolean;
+}
+
+function configStep(step: { id: string; title: string }, r: Rendered, facts: HostFacts, playbook: Playbook, secrets: string[]): PlannedStep {
+  if (!r.write) return { id: step.id, title: step.title, ops: [], reason: '' };
+  const f = playbook.files[r.unit];
+  const op: Operation = { op: 'write-file', path: r.path, content: r.content, mode: f.mode };
+  if (f.validate) op.validate = f.validate;
+  if (secrets.length > 0) op.secrets = secrets;
+  const reason = facts.files[r.path] ? `${r.path.replace(/^.*\//, '')} differs from the rendered one` : `${r.path} is missing`;
+  return { id: step.id, title: step.title, ops: [op], reason };
+}
+
+// Running as far as a reload is concerned: a reload of a reloading unit is harmless.
+const RUNNING = new Set(['active', 'reloading']);
+
+function unitOps(unit: ManagedUnit, r: Rendered, facts: HostFacts, host: string): { ops: Operation[]; reasons: string[] } {
+  const u = facts.units[unit];
+  if (u.enabled === 'masked') {
+    throw new Error(`${unit}.service is masked on ${host}: unmask it (systemctl unmask ${unit}) if kha-deploy should manage it, then rerun`);
+  }
+  if (!RUNNING.has(u.active)) {
+    return {
+      ops: [{ op: 'service', unit, action: 'enable-start', recordApplied: r.hash }],
+      reasons: [`${unit} is not running (${u.active || 'not installed yet'})`],
+    };
+  }
+  const ops: Operation[] = [];
+  const reasons: string[] = [];
+  // Never restart: restarting keepalived gives the VIP up; a reload keeps it and haproxy's connections.
+  if (r.write) {
+    ops.push({ op: 'service', unit, action: 'reload', recordApplied: r.hash });
+    reasons.push(`${unit} must load the new ${r.path.replace(/^.*\//, '')}`);
+  } else if (facts.applied[unit] !== r.hash) {
+    ops.push({ op: 'service', unit, action: 'reload', recordApplied: r.hash });
+    reasons.push(`${unit} has not loaded the current ${r.path.replace(/^.*\//, '')} (an earlier run stopped before its reload, or it was changed by hand)`);
+  }
+  if (u.enabled !== 'enabled') {
+    ops.push({ op: 'service', unit, action: 'enable' });
+    reasons.push(`${unit} is not enabled at boot (${u.enabled || 'unknown'})`);
+  }
+  return { ops, reasons };
+}
+
+/** Plan one master. Throws (plain Error) when the host cannot be planned: no interface, no package manager, masked unit. */
+export function planHost(spec: ClusterSpec, host: HostSpec, facts: HostFacts, playbook: Playbook): HostPlan {
+  const iface = vipInterface(host, facts);
+  const render = (unit: ManagedUnit, content: string): Rendered => {
+    const path = playbook.files[unit].path;
+    const hash = sha256Hex(content);
+    return { unit, path, content, hash, write: facts.files[path] !== hash };
+  };
+  const haproxy = render('haproxy', renderHaproxy(spec, playbook));
+  const keepalived = render('keepalived', renderKeepalived(spec, host, iface, playbook));
+  const secrets = spec.vrrpAuthPass ? [spec.vrrpAuthPass] : [];
+
+  const build: Record<StepId, () => PlannedStep> = {
+    packages: () => packagesStep(facts, playbook),
+    rundir: () => {
+      const step = stepOf(playbook, 'rundir');
+      const tmpfiles = playbook.files.tmpfiles;
+      const content = renderTmpfiles(playbook);
+      const hash = sha256Hex(content);
+      const ops: Operation[] = [];
+      const reasons: string[] = [];
+      const ours = facts.files[tmpfiles.path];
+      // Write ours when nothing recreates the directory at boot, or keep ours current once it exists.
+      if (!facts.runDirPersistent || (ours != null && ours !== hash)) {
+        ops.push({ op: 'write-file', path: tmpfiles.path, content, mode: tmpfiles.mode, ...(tmpfiles.validate ? { validate: tmpfiles.validate } : {}) });
+        reasons.push(facts.runDirPersistent ? `${tmpfiles.path} differs from the rendered one` : `nothing recreates ${playbook.runDir} at boot`);
+      }
+      if (!facts.runDirExists) {
+        ops.push({ op: 'run', script: `mkdir -p -m 0755 ${shellQuote(playbook.runDir)}`, description: `create ${playbook.runDir}` });
+        reasons.push(`${playbook.runDir} is missing (haproxy cannot create its stats socket)`);
+      }
+      return { id: step.id, title: step.title, ops, reason: reasons.join('; ') };
+    },
+    'haproxy-config': () => configStep(stepOf(playbook, 'haproxy-config'), haproxy, facts, playbook, []),
+    'keepalived-config': () => configStep(stepOf(playbook, 'keepalived-config'), keepalived, facts, playbook, secrets),
+    units: () => {
+      const step = stepOf(playbook, 'units');
+      // haproxy first: it must listen on the VIP port before keepalived brings the VIP here.
+      const h = unitOps('haproxy', haproxy, facts, host.name);
+      const k = unitOps('keepalived', keepalived, facts, host.name);
+      return { id: step.id, title: step.title, ops: [...h.ops, ...k.ops], reason: [...h.reasons, ...k.reasons].join('; ') };
+    },
+  };
+  return { host: host.name, steps: playbook.steps.map((s) => build[s.id]()) };
+}
