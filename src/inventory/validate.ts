@@ -186,10 +186,11 @@ function checkTypos(layers: { vars: RawVar[] }[], P: Problems): void {
 function clusterValue(key: ClusterVar, members: Member[], P: Problems): Source | undefined {
   const values = members.map((m) => m.vars.get(key));
   const text = (s: Source | undefined) => (s ? `=${s.value}` : 'default');
-  const counts = new Map<string, number>();
-  for (const s of values) counts.set(text(s), (counts.get(text(s)) ?? 0) + 1);
-  if (counts.size <= 1) return values[0];
-  const ref = [...counts].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
+  // Reference: the most common value; on a tie the one not from a host line (the override is the odd one).
+  const score = new Map<string, number>();
+  for (const s of values) score.set(text(s), (score.get(text(s)) ?? (s?.scope === 'host line' ? 0 : 1)) + 2);
+  if (score.size <= 1) return values[0];
+  const ref = [...score].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
   const refIndex = values.findIndex((s) => text(s) === ref);
   const refName = members[refIndex]!.host.name;
   const secret = key === 'vrrp_auth_pass';
