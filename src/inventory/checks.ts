@@ -73,19 +73,17 @@ export function checkAddress(value: string): { family: 0 | 4 | 6 } | Bad {
   return { family: 0 };
 }
 
-/** Addresses that can never be a VIP: unspecified, loopback, broadcast, multicast. */
+/** Addresses that can never be a VIP: unspecified, broadcast, multicast (loopback stays allowed: local test harnesses use it). */
 export function specialAddress(ip: string): string | undefined {
   if (isIPv4(ip)) {
     const [a] = ip.split('.').map(Number) as [number];
     if (ip === '0.0.0.0') return 'the unspecified address';
     if (ip === '255.255.255.255') return 'the broadcast address';
-    if (a === 127) return 'a loopback address';
     if (a >= 224 && a <= 239) return 'a multicast address';
     return undefined;
   }
   const n = normalizeIP(ip);
   if (n === '::') return 'the unspecified address';
-  if (n === '::1') return 'a loopback address';
   if (/^ff/i.test(n)) return 'a multicast address';
   return undefined;
 }
