@@ -1,0 +1,383 @@
+# shellcheck shell=bash
+# Shared settings and functions for the kha-deploy test lab (sourced by lab/*.sh and .ci/run).
+# Traffic stays on loopback and the lab subnet; apt in the hosts goes through apt-cacher-ng on
+# the lab gateway, which alone talks to Debian's archive.
+
+LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$LAB_DIR/.." && pwd)"
+STATE_DIR="$LAB_DIR/.state"
+COMPOSE_FILE="$REPO_DIR/docker-compose.test.yml"
+PROJECT=kha-lab
+NETWORK="${PROJECT}_labnet"
+SUBNET=172.16.86.0/24
+GATEWAY=172.16.86.1
+VIP=172.16.86.100
+HOSTS=(master1 master2 master3)
+declare -A HOST_IP=([master1]=172.16.86.11 [master2]=172.16.86.12 [master3]=172.16.86.13)
+BASE_IMAGE=kha-lab-base:bookworm
+HOST_IMAGE=kha-lab-host
+ACNG_PORT=3142
+RUN_DIR=/run/kha-lab            # PID files of the daemons the lab starts
+LOG_DIR=/var/log/kha-lab
+DOCKERD_PIDFILE="$RUN_DIR/dockerd.pid"
+ACNG_PIDFILE="$RUN_DIR/apt-cacher-ng.pid"
+ACNG_CACHE=/var/cache/apt-cacher-ng
+
+_t0=$(date +%s)
+log() { printf '[lab %4ss] %s\n' "$(($(date +%s) - _t0))" "$*" >&2; }
+die() { printf '[lab] ERROR: %s\n' "$*" >&2; exit 1; }
+
+container_of() { echo "${PROJECT}-$1"; }
+
+# docker-compose v1 (Debian's package) when present, else the v2 plugin.
+dc() {
+  if command -v docker-compose >/dev/null 2>&1; then
+    docker-compose -p "$PROJECT" -f "$COMPOSE_FILE" "$@"
+  else
+    docker compose -p "$PROJECT" -f "$COMPOSE_FILE" "$@"
+  fi
+}
+
+docker_running() { docker info >/dev/null 2>&1; }
+
+# Start dockerd in the background when no engine answers. Prints nothing on stdout; records the
+# PID in $DOCKERD_PIDFILE (only when this call started it). Returns 0 when an engine answers.
+ensure_dockerd() {
+  if docker_running; then return 0; fi
+  command -v dockerd >/dev/null 2>&1 || die "no Docker engine answers and dockerd is not installed (apt-get install docker.io)"
+  mkdir -p "$RUN_DIR" "$LOG_DIR"
+  log "starting dockerd (log: $LOG_DIR/dockerd.log)"
+  # --bridge=none: no default docker0 bridge on 172.17/16; the lab uses its own network and
+  # image builds use the host network (apt through the local apt-cacher-ng).
+  setsid dockerd --bridge=none >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null &
+  echo $! >"$DOCKERD_PIDFILE"
+  local i
+  for i in $(seq 1 60); do
+    if docker_running; then log "dockerd up (pid $(cat "$DOCKERD_PIDFILE"))"; return 0; fi
+    kill -0 "$(cat "$DOCKERD_PIDFILE")" 2>/dev/null || { tail -20 "$LOG_DIR/dockerd.log" >&2; die "dockerd exited"; }
+    sleep 0.5
+  done
+  die "dockerd did not answer within 30 s (see $LOG_DIR/dockerd.log)"
+}
+
+acng_running() {
+  [[ -s "$ACNG_PIDFILE" ]] && kill -0 "$(cat "$ACNG_PIDFILE")" 2>/dev/null
+}
+
+# apt-cacher-ng with the lab's own config (no remapping), listening on all addresses so that
+# image builds (host network, 127.0.0.1) and the lab hosts (gateway 172.16.86.1) reach it.
+ensure_acng() {
+  [[ "${LAB_APT_PROXY:-acng}" == none ]] && return 0
+  if acng_running; then return 0; fi
+  if (exec 3<>/dev/tcp/127.0.0.1/$ACNG_PORT) 2>/dev/null; then
+    log "something already listens on :$ACNG_PORT; using it as the apt proxy"
+    return 0
+  fi
+  command -v apt-cacher-ng >/dev/null 2>&1 || die "apt-cacher-ng is not installed (apt-get install apt-cacher-ng), or set LAB_APT_PROXY=none"
+  mkdir -p "$RUN_DIR" "$LOG_DIR/acng" "$ACNG_CACHE"
+  log "starting apt-cacher-ng on :$ACNG_PORT (cache $ACNG_CACHE)"
+  apt-cacher-ng -c "$LAB_DIR/acng" ForeGround=0 Port="$ACNG_PORT" BindAddress=0.0.0.0 \
+    PidFile="$ACNG_PIDFILE" CacheDir="$ACNG_CACHE" LogDir="$LOG_DIR/acng" </dev/null >>"$LOG_DIR/acng/stdout.log" 2>&1 \
+    || die "apt-cacher-ng failed to start"
+  local i
+  for i in $(seq 1 40); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$ACNG_PORT) 2>/dev/null && acng_running; then return 0; fi
+    sleep 0.25
+  done
+  die "apt-cacher-ng did not listen on :$ACNG_PORT"
+}
+
+# The machine's Debian archive entries (main archive and security only; no third-party
+# repositories), as one-line "deb URI SUITE COMPONENTS" entries.
+debian_sources() {
+  local f out=""
+  shopt -s nullglob
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -f $f ]] || continue
+    out+=$(awk '$1=="deb" { i=2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+      uri=$i; sub(/\/+$/, "", uri)
+      if (uri ~ /\/debian(-security)?$/) { line="deb " uri; for (j=i+1; j<=NF; j++) { if ($j ~ /^#/) break; line=line " " $j }; print line } }' "$f")$'\n'
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    out+=$(awk 'function flush() { if (types ~ /(^| )deb( |$)/ && enabled != "no") {
+          n=split(uris, U, " "); m=split(suites, S, " ")
+          for (a=1; a<=n; a++) { u=U[a]; sub(/\/+$/, "", u); if (u !~ /\/debian(-security)?$/) continue
+            for (b=1; b<=m; b++) print "deb " u " " S[b] " " comps } }
+        types=""; uris=""; suites=""; comps=""; enabled="" }
+      /^[ \t]*#/ { next }
+      /^[ \t]*$/ { flush(); next }
+      { key=$1; sub(/:$/, "", key); $1=""; sub(/^ +/, ""); v=$0
+        if (key=="Types") types=v; else if (key=="URIs") uris=v; else if (key=="Suites") suites=v
+        else if (key=="Components") comps=v; else if (key=="Enabled") enabled=tolower(v) }
+      END { flush() }' "$f")$'\n'
+  done
+  shopt -u nullglob
+  printf '%s' "$out" | awk 'NF && !seen[$0]++'
+}
+
+debian_mirror() {
+  debian_sources | awk '$2 ~ /\/debian$/ && $3 == "bookworm" { print $2; exit }'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+apt_proxy_for_build() {
+  if [[ "${LAB_APT_PROXY:-acng}" == none ]]; then echo ""; else echo "http://127.0.0.1:$ACNG_PORT"; fi
+}
+
+# Base image: debootstrap --variant=minbase bookworm from the machine's Debian mirror, then
+# `docker import`. Built only when missing.
+build_base() {
+  if image_exists "$BASE_IMAGE"; then return 0; fi
+  command -v debootstrap >/dev/null 2>&1 || die "debootstrap is not installed (apt-get install debootstrap)"
+  local mirror proxy root
+  mirror=$(debian_mirror)
+  [[ -n "$mirror" ]] || die "found no Debian bookworm archive entry in /etc/apt/sources.list*"
+  proxy=$(apt_proxy_for_build)
+  root=$(mktemp -d /var/tmp/kha-lab-rootfs.XXXXXX)
+  log "building $BASE_IMAGE: debootstrap --variant=minbase bookworm from $mirror${proxy:+ (via $proxy)}"
+  if ! http_proxy="$proxy" debootstrap --variant=minbase bookworm "$root" "$mirror" >"$LOG_DIR/debootstrap.log" 2>&1; then
+    tail -20 "$LOG_DIR/debootstrap.log" >&2
+    rm -rf "$root"
+    die "debootstrap failed (full log: $LOG_DIR/debootstrap.log)"
+  fi
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/tmp/* || true
+  log "importing $BASE_IMAGE ($(du -sh "$root" | cut -f1))"
+  tar -C "$root" --numeric-owner -c . | docker import --change 'CMD ["/bin/bash"]' \
+    --message "debootstrap --variant=minbase bookworm $mirror" - "$BASE_IMAGE" >/dev/null
+  rm -rf "$root"
+  log "built $BASE_IMAGE"
+}
+
+# Build context for the host image: lab/image/* plus sources.list from the machine's Debian entries.
+host_image_context() {
+  local ctx=$1
+  cp "$LAB_DIR"/image/* "$ctx"/
+  { echo "# Debian archive entries of the machine that built this lab image"; debian_sources; } >"$ctx/sources.list"
+}
+
+# Hash of everything the host image is built from: the context files and the base image's ID.
+host_image_hash() {
+  local ctx=$1
+  { docker image inspect -f '{{.Id}}' "$BASE_IMAGE"; (cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum); } \
+    | sha256sum | cut -c1-16
+}
+
+# Host image kha-lab-host:<hash> tagged :latest; rebuilt only when its inputs change.
+build_host_image() {
+  local ctx hash have
+  ctx=$(mktemp -d /tmp/kha-lab-ctx.XXXXXX)
+  host_image_context "$ctx"
+  hash=$(host_image_hash "$ctx")
+  have=$(docker image inspect -f '{{index .Config.Labels "kha.lab.inputs"}}' "$HOST_IMAGE:latest" 2>/dev/null || true)
+  if [[ "$have" == "$hash" ]]; then rm -rf "$ctx"; return 0; fi
+  if image_exists "$HOST_IMAGE:$hash"; then
+    docker tag "$HOST_IMAGE:$hash" "$HOST_IMAGE:latest"
+    rm -rf "$ctx"; prune_host_images "$hash"; return 0
+  fi
+  log "building $HOST_IMAGE:$hash (inputs changed or image missing)"
+  local proxy; proxy=$(apt_proxy_for_build)
+  # Legacy builder: FROM a local image never pulls; host network reaches the local apt proxy.
+  # Progress: the builder's "Step N/M" lines; the whole output goes to $LOG_DIR/host-image-build.log.
+  DOCKER_BUILDKIT=0 docker build --network host --build-arg "APT_PROXY=$proxy" \
+      --label "kha.lab.inputs=$hash" -t "$HOST_IMAGE:$hash" -t "$HOST_IMAGE:latest" "$ctx" 2>&1 \
+    | tee "$LOG_DIR/host-image-build.log" \
+    | sed -u -n 's/^\(Step [0-9]*\/[0-9]* : .\{0,90\}\).*/  [build] \1/p' >&2 || true
+  if ! image_exists "$HOST_IMAGE:$hash"; then
+    tail -30 "$LOG_DIR/host-image-build.log" >&2
+    rm -rf "$ctx"
+    die "building $HOST_IMAGE failed (full log: $LOG_DIR/host-image-build.log)"
+  fi
+  rm -rf "$ctx"
+  log "built $HOST_IMAGE:$hash"
+  prune_host_images "$hash"
+}
+
+# Remove host images of older inputs (those no container uses; docker refuses the others).
+prune_host_images() {
+  local keep=$1 tag
+  for tag in $(docker images "$HOST_IMAGE" --format '{{.Tag}}'); do
+    [[ "$tag" == "$keep" || "$tag" == latest ]] && continue
+    docker rmi "$HOST_IMAGE:$tag" >/dev/null 2>&1 || true
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# State: lab key, CA, certificates, per-host files, known_hosts, inventories
+
+_cert() { # _cert NAME CN EXT_FILE  (key + cert signed by the lab CA, in the current directory)
+  openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
+  chmod 600 "$1.key"
+  openssl req -new -key "$1.key" -subj "$2" -out "$1.csr" 2>/dev/null
+  openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+    -days 825 -sha256 -extfile "$3" -out "$1.crt" 2>/dev/null
+  rm -f "$1.csr"
+}
+
+# gen_state MODE (vip|novip): creates what is missing; regenerates serving certificates when the
+# mode changes. Writes lab/.state/hosts/<host>/ (mounted read-only at /lab in that host).
+gen_state() {
+  local mode=$1 h
+  mkdir -p "$STATE_DIR/certs" "$STATE_DIR/hosts"
+  chmod 700 "$STATE_DIR"
+  if [[ ! -f "$STATE_DIR/id_ed25519" ]]; then
+    log "generating the lab SSH key"
+    ssh-keygen -q -t ed25519 -N '' -C kha-lab -f "$STATE_DIR/id_ed25519"
+  fi
+  (
+    cd "$STATE_DIR/certs"
+    if [[ ! -f ca.crt || ! -f ca.key ]]; then
+      log "generating the lab CA"
+      openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+      chmod 600 ca.key
+      cat >ca.cnf <<CNF
+[req]
+distinguished_name = dn
+prompt = no
+x509_extensions = v3_ca
+[dn]
+CN = kha-lab-ca
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+CNF
+      openssl req -x509 -new -config ca.cnf -key ca.key -days 3650 -sha256 -out ca.crt 2>/dev/null
+      rm -f ca.cnf admin.* mode ./*/apiserver.*
+    fi
+    if [[ ! -f admin.crt ]]; then
+      printf '%s\n' "basicConstraints = CA:FALSE" "keyUsage = critical,digitalSignature,keyEncipherment" \
+        "extendedKeyUsage = clientAuth" "authorityKeyIdentifier = keyid" >admin.ext
+      _cert admin "/O=system:masters/CN=kubernetes-admin" admin.ext
+      rm -f admin.ext
+    fi
+    if [[ "$(cat mode 2>/dev/null)" != "$mode" ]]; then
+      log "generating apiserver serving certificates (VIP in subjectAltName: $([[ $mode == vip ]] && echo yes || echo NO))"
+      for h in "${HOSTS[@]}"; do
+        mkdir -p "$h"
+        local san="IP:${HOST_IP[$h]},IP:127.0.0.1,DNS:$h,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+        [[ $mode == vip ]] && san="$san,IP:$VIP"
+        printf '%s\n' "basicConstraints = CA:FALSE" "keyUsage = critical,digitalSignature,keyEncipherment" \
+          "extendedKeyUsage = serverAuth" "authorityKeyIdentifier = keyid" "subjectAltName = $san" >"$h/apiserver.ext"
+        (cd "$h" && ln -sf ../ca.crt ca.crt && ln -sf ../ca.key ca.key && _cert apiserver "/CN=kube-apiserver" apiserver.ext && rm -f ca.crt ca.key apiserver.ext)
+      done
+      echo "$mode" >mode
+    fi
+    cat >admin.conf <<CONF
+apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    certificate-authority-data: $(base64 -w0 ca.crt)
+    server: https://$VIP:8443
+  name: kubernetes
+contexts:
+- context:
+    cluster: kubernetes
+    user: kubernetes-admin
+  name: kubernetes-admin@kubernetes
+current-context: kubernetes-admin@kubernetes
+preferences: {}
+users:
+- name: kubernetes-admin
+  user:
+    client-certificate-data: $(base64 -w0 admin.crt)
+    client-key-data: $(base64 -w0 admin.key)
+CONF
+    chmod 600 admin.conf
+  )
+  for h in "${HOSTS[@]}"; do
+    local d="$STATE_DIR/hosts/$h"
+    mkdir -p "$d/pki"
+    cp "$STATE_DIR/id_ed25519.pub" "$d/authorized_keys"
+    cp "$STATE_DIR/certs/ca.crt" "$d/pki/ca.crt"
+    cp "$STATE_DIR/certs/$h/apiserver.crt" "$STATE_DIR/certs/$h/apiserver.key" "$d/pki/"
+    cp "$STATE_DIR/certs/admin.conf" "$d/admin.conf"
+    if [[ "${LAB_APT_PROXY:-acng}" == none ]]; then
+      rm -f "$d/apt-proxy.conf"
+    else
+      echo "Acquire::http::Proxy \"http://$GATEWAY:$ACNG_PORT/\";" >"$d/apt-proxy.conf"
+    fi
+    (cd "$d" && find . -type f ! -name generation -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16) >"$d/generation.new"
+    if cmp -s "$d/generation.new" "$d/generation"; then rm -f "$d/generation.new"; else mv "$d/generation.new" "$d/generation"; fi
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Hosts
+
+host_state() { docker inspect -f '{{.State.Status}}' "$(container_of "$1")" 2>/dev/null || echo missing; }
+
+# Generation of lab files a running host has installed (empty when unknown).
+host_generation() { docker exec "$(container_of "$1")" cat /var/lib/kha-lab/generation 2>/dev/null || true; }
+
+# wait_booted HOST [TIMEOUT_S]: systemd finished booting (running; degraded is reported) and
+# lab-init, ssh and kube-apiserver are active.
+wait_booted() {
+  local h=$1 c deadline st units
+  c=$(container_of "$h")
+  deadline=$(($(date +%s) + ${2:-90}))
+  while :; do
+    st=$(docker exec "$c" systemctl is-system-running 2>/dev/null || true)
+    case "$st" in
+      running|degraded)
+        units=$(docker exec "$c" systemctl is-active lab-init.service ssh.service kube-apiserver.service 2>/dev/null | tr '\n' ' ' || true)
+        if [[ "$units" == "active active active " ]]; then
+          if [[ "$st" == degraded ]]; then
+            log "WARNING: $h is degraded; failed units: $(docker exec "$c" systemctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')"
+          fi
+          return 0
+        fi ;;
+    esac
+    if (($(date +%s) > deadline)); then
+      log "$h did not boot: system=$st units=${units:-?}"
+      docker exec "$c" systemctl list-units --failed --plain --no-legend >&2 || true
+      docker exec "$c" journalctl -b --no-pager -n 40 >&2 || true
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+wait_hosts() { # wait_hosts HOST...: in parallel
+  local h pids=() rc=0
+  for h in "$@"; do wait_booted "$h" & pids+=($!); done
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  return $rc
+}
+
+# known_hosts from the hosts' own public keys, read through docker (out of band, not ssh-keyscan).
+write_known_hosts() {
+  local h tmp="$STATE_DIR/known_hosts.tmp"
+  : >"$tmp"
+  for h in "${HOSTS[@]}"; do
+    [[ "$(host_state "$h")" == running ]] || continue
+    docker exec "$(container_of "$h")" sh -c 'cat /etc/ssh/ssh_host_*_key.pub' \
+      | awk -v ip="${HOST_IP[$h]}" 'NF >= 2 { print ip, $1, $2 }' >>"$tmp" || die "reading $h's host keys failed"
+  done
+  mv "$tmp" "$STATE_DIR/known_hosts"
+}
+
+write_inventories() {
+  local h key="$STATE_DIR/id_ed25519"
+  {
+    echo "# kha-deploy lab inventory, generated by lab/up.sh (sudo user kha, key-only SSH)"
+    echo "[masters]"
+    for h in "${HOSTS[@]}"; do
+      if [[ $h == master1 ]]; then echo "$h ansible_host=${HOST_IP[$h]} priority=150"; else echo "$h ansible_host=${HOST_IP[$h]}"; fi
+    done
+    echo
+    echo "[masters:vars]"
+    echo "vip=$VIP"
+    echo
+    echo "[all:vars]"
+    echo "ansible_user=kha"
+    echo "ansible_become=true"
+    echo "ansible_ssh_private_key_file=$key"
+  } >"$STATE_DIR/inventory.ini"
+  sed -e 's/(sudo user kha, key-only SSH)/(root login, key-only SSH)/' -e 's/^ansible_user=kha$/ansible_user=root/' \
+    -e '/^ansible_become=true$/d' "$STATE_DIR/inventory.ini" >"$STATE_DIR/inventory-root.ini"
+}

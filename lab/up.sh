@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Brings the kha-deploy test lab up: three masters on 172.16.86.0/24 (VIP 172.16.86.100 free).
+# Idempotent: starts dockerd / apt-cacher-ng when not running, builds the images when missing or
+# when their inputs changed, generates keys and certificates in lab/.state/, starts the hosts,
+# waits until they are booted, writes lab/.state/known_hosts and the inventories.
+#
+#   bash lab/up.sh [--fresh] [--no-vip-cert | --vip-cert] [HOST...]
+#     --fresh         recreate HOSTs (all when none is named) from the image: fresh hosts
+#     --no-vip-cert   apiserver serving certificates WITHOUT the VIP in subjectAltName
+#                     (same as LAB_CERT_NO_VIP=1); --vip-cert goes back to certificates with it.
+#                     Changing this recreates every host.
+#     --wait          only wait until HOSTs are booted and rewrite known_hosts (no build, no start)
+#   Env: LAB_APT_PROXY=none  no apt-cacher-ng; hosts then have no way to Debian's archive.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+fresh=0 wait_only=0 mode=vip names=()
+[[ "${LAB_CERT_NO_VIP:-0}" == 1 ]] && mode=novip
+while (($#)); do
+  case "$1" in
+    --fresh) fresh=1 ;;
+    --no-vip-cert) mode=novip ;;
+    --vip-cert) mode=vip ;;
+    --wait) wait_only=1 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    master[1-3]) names+=("$1") ;;
+    *) die "unknown argument: $1 (hosts are ${HOSTS[*]})" ;;
+  esac
+  shift
+done
+((${#names[@]})) || names=("${HOSTS[@]}")
+
+if ((wait_only)); then
+  wait_hosts "${names[@]}" || die "hosts did not boot: ${names[*]}"
+  write_known_hosts
+  exit 0
+fi
+
+for cmd in docker ssh-keygen openssl; do
+  command -v "$cmd" >/dev/null 2>&1 || die "$cmd is not installed"
+done
+if ! docker_running; then
+  ensure_dockerd
+  log "note: this dockerd (pid $(cat "$DOCKERD_PIDFILE")) keeps running after the lab is down; stop it with: kill $(cat "$DOCKERD_PIDFILE")"
+fi
+if [[ "${LAB_APT_PROXY:-acng}" != none ]] && ! acng_running && ! (exec 3<>/dev/tcp/127.0.0.1/$ACNG_PORT) 2>/dev/null; then
+  ensure_acng
+  log "note: apt-cacher-ng (pid $(cat "$ACNG_PIDFILE")) keeps running; stop it with: kill $(cat "$ACNG_PIDFILE")"
+fi
+mkdir -p "$LOG_DIR"
+
+build_base
+build_host_image
+gen_state "$mode"
+
+# Hosts to recreate: asked for (--fresh), or running with lab files of an older generation
+# (new key, certificates of the other mode, ...).
+recreate=()
+for h in "${names[@]}"; do
+  st=$(host_state "$h")
+  if ((fresh)); then
+    recreate+=("$h")
+  elif [[ "$st" == running ]]; then
+    g=$(host_generation "$h")
+    [[ -n "$g" && "$g" != "$(cat "$STATE_DIR/hosts/$h/generation")" ]] && recreate+=("$h")
+  fi
+done
+if ((${#recreate[@]})); then
+  log "recreating ${recreate[*]}"
+  for h in "${recreate[@]}"; do docker rm -f "$(container_of "$h")" >/dev/null 2>&1 || true; done
+fi
+log "starting ${names[*]}"
+dc up -d --no-deps "${names[@]}" 2>&1 | grep -v -e 'is up-to-date' -e '^$' | sed 's/^/  [compose] /' >&2 || true
+for h in "${names[@]}"; do
+  [[ "$(host_state "$h")" == running ]] || die "$h is not running after compose up (state: $(host_state "$h"))"
+done
+log "waiting for ${names[*]} to boot"
+wait_hosts "${names[@]}" || die "hosts did not boot"
+write_known_hosts
+write_inventories
+log "lab up: ${HOSTS[*]} = ${HOST_IP[master1]} ${HOST_IP[master2]} ${HOST_IP[master3]}, VIP $VIP (held by nobody until kha-deploy runs)"
+log "inventory: $STATE_DIR/inventory.ini (root: inventory-root.ini), known_hosts: $STATE_DIR/known_hosts, key: $STATE_DIR/id_ed25519"
