@@ -132,6 +132,7 @@ apt_proxy_for_build() {
 # `docker import`. Built only when missing.
 build_base() {
   if image_exists "$BASE_IMAGE"; then return 0; fi
+  mkdir -p "$LOG_DIR"
   command -v debootstrap >/dev/null 2>&1 || die "debootstrap is not installed (apt-get install debootstrap)"
   local mirror proxy root
   mirror=$(debian_mirror)
@@ -169,6 +170,7 @@ host_image_hash() {
 # Host image kha-lab-host:<hash> tagged :latest; rebuilt only when its inputs change.
 build_host_image() {
   local ctx hash have
+  mkdir -p "$LOG_DIR"
   ctx=$(mktemp -d /tmp/kha-lab-ctx.XXXXXX)
   host_image_context "$ctx"
   hash=$(host_image_hash "$ctx")
@@ -350,13 +352,18 @@ wait_hosts() { # wait_hosts HOST...: in parallel
 }
 
 # known_hosts from the hosts' own public keys, read through docker (out of band, not ssh-keyscan).
+# A host that is not running keeps the lines it had.
 write_known_hosts() {
-  local h tmp="$STATE_DIR/known_hosts.tmp"
+  local h ip tmp="$STATE_DIR/known_hosts.tmp"
   : >"$tmp"
   for h in "${HOSTS[@]}"; do
-    [[ "$(host_state "$h")" == running ]] || continue
-    docker exec "$(container_of "$h")" sh -c 'cat /etc/ssh/ssh_host_*_key.pub' \
-      | awk -v ip="${HOST_IP[$h]}" 'NF >= 2 { print ip, $1, $2 }' >>"$tmp" || die "reading $h's host keys failed"
+    ip=${HOST_IP[$h]}
+    if [[ "$(host_state "$h")" == running ]]; then
+      docker exec "$(container_of "$h")" sh -c 'cat /etc/ssh/ssh_host_*_key.pub' \
+        | awk -v ip="$ip" 'NF >= 2 { print ip, $1, $2 }' >>"$tmp" || die "reading $h's host keys failed"
+    elif [[ -f "$STATE_DIR/known_hosts" ]]; then
+      awk -v ip="$ip" '$1 == ip' "$STATE_DIR/known_hosts" >>"$tmp"
+    fi
   done
   mv "$tmp" "$STATE_DIR/known_hosts"
 }

@@ -53,16 +53,18 @@ build_base
 build_host_image
 gen_state "$mode"
 
-# Hosts to recreate: asked for (--fresh), or running with lab files of an older generation
-# (new key, certificates of the other mode, ...).
+# Hosts to recreate: the ones asked for with --fresh, and any running host whose lab files are of
+# an older generation (new key, certificates of the other mode, ...), named or not.
 recreate=()
-for h in "${names[@]}"; do
-  st=$(host_state "$h")
-  if ((fresh)); then
-    recreate+=("$h")
-  elif [[ "$st" == running ]]; then
+((fresh)) && recreate=("${names[@]}")
+for h in "${HOSTS[@]}"; do
+  [[ " ${recreate[*]} " == *" $h "* ]] && continue
+  if [[ "$(host_state "$h")" == running ]]; then
     g=$(host_generation "$h")
-    [[ -n "$g" && "$g" != "$(cat "$STATE_DIR/hosts/$h/generation")" ]] && recreate+=("$h")
+    if [[ -n "$g" && "$g" != "$(cat "$STATE_DIR/hosts/$h/generation")" ]]; then
+      recreate+=("$h")
+      [[ " ${names[*]} " == *" $h "* ]] || names+=("$h")
+    fi
   fi
 done
 if ((${#recreate[@]})); then

@@ -1,0 +1,354 @@
+// Test helper for the kha-deploy lab (docker-compose.test.yml, lab/up.sh): start/stop the lab,
+// run commands in its hosts, and read what the hosts show (VIP holders, unit state, sshd log).
+// Commands run through `docker exec` (out of band: they open no SSH connection), except
+// labSsh(), which uses the system ssh client exactly as an operator would.
+// Every child process gets an argument vector, never a shell string built from input; the only
+// shell is `bash -c SCRIPT` inside a host, where SCRIPT is the caller's own test code.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const STATE_DIR = join(ROOT, 'lab', '.state');
+
+export interface LabHost {
+  /** Host name inside the lab and in the inventory: master1, master2, master3. */
+  readonly name: string;
+  /** Fixed address on the lab network. */
+  readonly address: string;
+  /** Docker container name. */
+  readonly container: string;
+}
+
+export const lab = {
+  project: 'kha-lab',
+  network: 'kha-lab_labnet',
+  subnet: '172.16.86.0/24',
+  gateway: '172.16.86.1',
+  vip: '172.16.86.100',
+  hosts: [
+    { name: 'master1', address: '172.16.86.11', container: 'kha-lab-master1' },
+    { name: 'master2', address: '172.16.86.12', container: 'kha-lab-master2' },
+    { name: 'master3', address: '172.16.86.13', container: 'kha-lab-master3' },
+  ] as readonly LabHost[],
+  /** Users in every host: `kha` has passwordless sudo, `khapw` needs its password for sudo, root logs in by key too. */
+  users: { sudo: 'kha', sudoWithPassword: 'khapw', sudoPassword: 'khapw-lab-pass', root: 'root' },
+  stateDir: STATE_DIR,
+  /** Inventory for `kha-deploy -i`: ansible_user=kha, become, the lab key (absolute path). */
+  inventoryPath: join(STATE_DIR, 'inventory.ini'),
+  /** Same hosts, ansible_user=root, no become. */
+  rootInventoryPath: join(STATE_DIR, 'inventory-root.ini'),
+  /** Plain known_hosts lines (IP keytype key) read from the hosts' own key files. */
+  knownHostsPath: join(STATE_DIR, 'known_hosts'),
+  /** Lab SSH private key (ed25519, no passphrase), authorized for root, kha and khapw. */
+  keyPath: join(STATE_DIR, 'id_ed25519'),
+  /** Lab CA certificate (signs the apiserver serving certificates and the admin client certificate). */
+  caPath: join(STATE_DIR, 'certs', 'ca.crt'),
+} as const;
+
+export interface ExecResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface UnitInfo {
+  loadState: string;
+  activeState: string;
+  subState: string;
+  unitFileState: string;
+  mainPid: number;
+  nRestarts: number;
+  /** systemd's ActiveEnterTimestamp, in microseconds and UTC ("" when never active). */
+  activeEnterTimestamp: string;
+  /** systemd's ExecMainStartTimestamp, in microseconds and UTC ("" when never started). */
+  execMainStartTimestamp: string;
+}
+
+interface RunOpts {
+  stdin?: string;
+  timeoutMs?: number;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Runs a program with an argument vector; resolves with its exit status and output (never rejects on exit != 0). */
+function run(cmd: string, args: readonly string[], opts: RunOpts = {}): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd ?? ROOT,
+      env: opts.env ?? process.env,
+      stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const timer = setTimeout(() => {
+      stderr += `\n[lab helper] ${cmd} timed out after ${opts.timeoutMs ?? 120_000} ms`;
+      child.kill('SIGKILL');
+    }, opts.timeoutMs ?? 120_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+    if (opts.stdin !== undefined) {
+      child.stdin!.on('error', () => {}); // the program may exit without reading its input
+      child.stdin!.end(opts.stdin);
+    }
+  });
+}
+
+function describe(cmd: string, args: readonly string[], r: ExecResult): string {
+  return `${cmd} ${args.join(' ')} -> exit ${r.code}${r.signal ? ` (${r.signal})` : ''}\n${r.stdout}${r.stderr}`;
+}
+
+async function runOk(cmd: string, args: readonly string[], opts: RunOpts = {}): Promise<ExecResult> {
+  const r = await run(cmd, args, opts);
+  if (r.code !== 0) throw new Error(describe(cmd, args, r));
+  return r;
+}
+
+/** The lab host called `name` (master1..3); throws for any other name. */
+export function labHost(name: string): LabHost {
+  const h = lab.hosts.find((x) => x.name === name);
+  if (!h) throw new Error(`unknown lab host ${JSON.stringify(name)} (hosts: ${lab.hosts.map((x) => x.name).join(', ')})`);
+  return h;
+}
+
+function hostNames(names?: readonly string[]): string[] {
+  const list = names && names.length ? [...names] : lab.hosts.map((h) => h.name);
+  for (const n of list) labHost(n);
+  return list;
+}
+
+const UNIT_RE = /^[A-Za-z0-9@._:\\-]+$/;
+function checkUnit(unit: string): string {
+  if (!UNIT_RE.test(unit) || unit.startsWith('-')) throw new Error(`not a unit name: ${JSON.stringify(unit)}`);
+  return unit;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lab lifecycle (lab/up.sh and lab/down.sh do the work, so the command line and tests agree)
+
+export interface LabUpOptions {
+  /** Serving certificates list the VIP in subjectAltName (default true). false reproduces the
+   * operator mistake of certificates without the VIP; changing it recreates every host. */
+  vipInCert?: boolean;
+  timeoutMs?: number;
+}
+
+function certFlag(opts: LabUpOptions): string {
+  return opts.vipInCert === false ? '--no-vip-cert' : '--vip-cert';
+}
+
+async function upScript(args: string[], timeoutMs: number): Promise<void> {
+  const r = await run('bash', [join(ROOT, 'lab', 'up.sh'), ...args], { timeoutMs });
+  if (r.code !== 0) throw new Error(`lab/up.sh ${args.join(' ')} failed (exit ${r.code}):\n${r.stderr.split('\n').slice(-40).join('\n')}`);
+}
+
+/** Brings the lab up (building images when missing), or leaves a running lab as it is. */
+export async function labUp(opts: LabUpOptions = {}): Promise<void> {
+  await upScript([certFlag(opts)], opts.timeoutMs ?? 900_000);
+}
+
+/** Removes the lab hosts and network (images and lab/.state/ are kept). */
+export async function labDown(): Promise<void> {
+  await runOk('bash', [join(ROOT, 'lab', 'down.sh')], { timeoutMs: 120_000 });
+}
+
+/**
+ * Replaces hosts (all when none named) with fresh containers from the image: no keepalived or
+ * haproxy, new SSH host keys (known_hosts is rewritten), VIP held by nobody. Waits until booted.
+ */
+export async function resetHosts(names?: readonly string[], opts: LabUpOptions = {}): Promise<void> {
+  await upScript(['--fresh', certFlag(opts), ...hostNames(names)], opts.timeoutMs ?? 300_000);
+}
+
+/** Waits until systemd in each host finished booting and ssh + kube-apiserver are active. */
+export async function waitBooted(names?: readonly string[], timeoutMs = 120_000): Promise<void> {
+  await upScript(['--wait', ...hostNames(names)], timeoutMs);
+}
+
+/** Throws a loud error unless every lab host runs and the lab's key, known_hosts and inventory exist. */
+export async function requireLab(): Promise<void> {
+  const hint = 'bring it up with `npm run lab:up` (bash lab/up.sh); `npm run test:e2e` does that itself';
+  const missing = [lab.keyPath, lab.knownHostsPath, lab.inventoryPath, lab.rootInventoryPath].filter((p) => !existsSync(p));
+  let states: ExecResult;
+  try {
+    states = await run('docker', ['inspect', '-f', '{{.Name}} {{.State.Status}}', ...lab.hosts.map((h) => h.container)], { timeoutMs: 30_000 });
+  } catch (err) {
+    throw new Error(`THE LAB IS NOT UP: cannot run docker (${(err as Error).message}); ${hint}`);
+  }
+  const running = new Set(
+    states.stdout
+      .split('\n')
+      .filter((l) => l.endsWith(' running'))
+      .map((l) => l.split(' ')[0]!.replace(/^\//, '')),
+  );
+  const down = lab.hosts.filter((h) => !running.has(h.container)).map((h) => h.name);
+  if (down.length || missing.length) {
+    const why = [down.length ? `hosts not running: ${down.join(', ')}` : '', missing.length ? `missing: ${missing.join(', ')}` : '', states.code !== 0 ? states.stderr.trim() : '']
+      .filter(Boolean)
+      .join('; ');
+    throw new Error(`THE LAB IS NOT UP (${why}); ${hint}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Looking into hosts
+
+export interface HostExecOptions {
+  /** Written to the script's standard input. */
+  stdin?: string;
+  /** User to run as inside the host (default root). */
+  user?: string;
+  timeoutMs?: number;
+}
+
+/** Runs `bash -c script` in the host through `docker exec` (no SSH connection). Never rejects on exit != 0. */
+export function hostExec(host: string, script: string, opts: HostExecOptions = {}): Promise<ExecResult> {
+  const h = labHost(host);
+  const args = ['exec'];
+  if (opts.stdin !== undefined) args.push('-i');
+  if (opts.user !== undefined) args.push('-u', opts.user);
+  args.push(h.container, 'bash', '-c', script);
+  return run('docker', args, { stdin: opts.stdin, timeoutMs: opts.timeoutMs ?? 120_000 });
+}
+
+async function hostExecOk(host: string, script: string, ...argv: string[]): Promise<ExecResult> {
+  // Arguments travel as positional parameters ($1, $2, ...), never spliced into the script.
+  const h = labHost(host);
+  const args = ['exec', h.container, 'bash', '-c', script, 'lab-helper', ...argv];
+  return runOk('docker', args, { timeoutMs: 120_000 });
+}
+
+export interface SshOptions {
+  /** Login user (default kha). */
+  user?: string;
+  stdin?: string;
+  timeoutMs?: number;
+  /** Extra ssh options, e.g. ['-o', 'ConnectTimeout=3']. */
+  sshArgs?: string[];
+}
+
+/** Runs a command over SSH with the system ssh client, the lab key and the lab known_hosts (strict checking). */
+export function labSsh(host: string, command: string, opts: SshOptions = {}): Promise<ExecResult> {
+  const h = labHost(host);
+  const args = [
+    '-i', lab.keyPath,
+    '-o', 'IdentitiesOnly=yes',
+    '-o', 'BatchMode=yes',
+    '-o', 'StrictHostKeyChecking=yes',
+    '-o', `UserKnownHostsFile=${lab.knownHostsPath}`,
+    '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', 'ConnectTimeout=10',
+    '-o', 'LogLevel=ERROR',
+    ...(opts.sshArgs ?? []),
+    '-l', opts.user ?? lab.users.sudo,
+    h.address,
+    '--',
+    command,
+  ];
+  return run('ssh', args, { stdin: opts.stdin, timeoutMs: opts.timeoutMs ?? 60_000 });
+}
+
+/** Names of the hosts whose `ip -o addr` shows the VIP, in host order. Unreachable or stopped hosts hold nothing. */
+export async function vipHolders(): Promise<string[]> {
+  const seen = await Promise.all(
+    lab.hosts.map(async (h) => {
+      const r = await run('docker', ['exec', h.container, 'ip', '-o', '-4', 'addr', 'show'], { timeoutMs: 30_000 });
+      return r.code === 0 && r.stdout.split('\n').some((l) => l.includes(` inet ${lab.vip}/`));
+    }),
+  );
+  return lab.hosts.filter((_, i) => seen[i]).map((h) => h.name);
+}
+
+/** What `systemctl show` says about a unit (timestamps with microseconds, UTC). */
+export async function unitInfo(host: string, unit: string): Promise<UnitInfo> {
+  const props = 'LoadState,ActiveState,SubState,UnitFileState,MainPID,NRestarts,ActiveEnterTimestamp,ExecMainStartTimestamp';
+  const r = await hostExecOk(host, 'exec systemctl show --timestamp=us+utc -p "$1" -- "$2"', props, checkUnit(unit));
+  const kv = new Map<string, string>();
+  for (const line of r.stdout.split('\n')) {
+    const i = line.indexOf('=');
+    if (i > 0) kv.set(line.slice(0, i), line.slice(i + 1));
+  }
+  const get = (k: string) => kv.get(k) ?? '';
+  return {
+    loadState: get('LoadState'),
+    activeState: get('ActiveState'),
+    subState: get('SubState'),
+    unitFileState: get('UnitFileState'),
+    mainPid: Number(get('MainPID') || 0),
+    nRestarts: Number(get('NRestarts') || 0),
+    activeEnterTimestamp: get('ActiveEnterTimestamp'),
+    execMainStartTimestamp: get('ExecMainStartTimestamp'),
+  };
+}
+
+/** `systemctl stop UNIT` in the host; throws when systemctl fails. */
+export async function stopUnit(host: string, unit: string): Promise<void> {
+  await hostExecOk(host, 'exec systemctl stop -- "$1"', checkUnit(unit));
+}
+
+/** `systemctl start UNIT` in the host; throws when systemctl fails. */
+export async function startUnit(host: string, unit: string): Promise<void> {
+  await hostExecOk(host, 'exec systemctl start -- "$1"', checkUnit(unit));
+}
+
+/**
+ * Sends a signal to a unit's processes (`systemctl kill`), as a crash would: SIGKILL by default,
+ * to every process of the unit (`whom: 'main'` for the main process only). The unit's Restart=
+ * policy then applies.
+ */
+export async function killUnit(host: string, unit: string, signal: string = 'SIGKILL', opts: { whom?: 'main' | 'all' } = {}): Promise<void> {
+  if (!/^(SIG[A-Z0-9+]+|[0-9]+)$/.test(signal)) throw new Error(`not a signal: ${JSON.stringify(signal)}`);
+  await hostExecOk(host, 'exec systemctl kill --kill-whom="$1" --signal="$2" -- "$3"', opts.whom ?? 'all', signal, checkUnit(unit));
+}
+
+/** Number of "Connection from" lines sshd logged in the host (all boots): proves whether a run opened SSH connections. */
+export async function sshConnectionCount(host: string): Promise<number> {
+  const r = await hostExecOk(host, 'journalctl -u ssh.service --no-pager -o cat | grep -c "^Connection from " || true');
+  return Number(r.stdout.trim() || 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network and power
+
+/** Cuts the host off the lab network (its eth0 disappears; the VIP with it). */
+export async function disconnectHost(host: string): Promise<void> {
+  const h = labHost(host);
+  await runOk('docker', ['network', 'disconnect', lab.network, h.container]);
+}
+
+/** Puts the host back on the lab network with its fixed address (as eth0). */
+export async function reconnectHost(host: string): Promise<void> {
+  const h = labHost(host);
+  await runOk('docker', ['network', 'connect', '--ip', h.address, lab.network, h.container]);
+}
+
+/** Reboots the host (`docker restart`: systemd shuts down cleanly and boots again); waits until booted. */
+export async function restartHost(host: string): Promise<void> {
+  const h = labHost(host);
+  await runOk('docker', ['restart', '-t', '10', h.container], { timeoutMs: 60_000 });
+  await waitBooted([host]);
+}
+
+/** Powers the host off: `docker kill` (no clean shutdown) by default, `docker stop` with `{ clean: true }`. */
+export async function stopHost(host: string, opts: { clean?: boolean } = {}): Promise<void> {
+  const h = labHost(host);
+  await runOk('docker', opts.clean ? ['stop', '-t', '10', h.container] : ['kill', h.container], { timeoutMs: 60_000 });
+}
+
+/** Powers a stopped host on again and waits until booted. */
+export async function startHost(host: string): Promise<void> {
+  const h = labHost(host);
+  await runOk('docker', ['start', h.container], { timeoutMs: 60_000 });
+  await waitBooted([host]);
+}
