@@ -1,0 +1,233 @@
+// Facts: the parser on realistic outputs (test/fixtures/facts/*.txt), its refusals, and the script
+// itself run by this machine's sh (Debian 12 without systemd).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { canonicalAddress, factsScript, parseFacts } from '../src/facts.js';
+import { loadPlaybook } from '../src/playbook.js';
+import type { HostFacts } from '../src/types.js';
+import { cluster, host } from './fixtures/facts/cluster.js';
+
+const playbook = loadPlaybook();
+const fixture = (name: string) => readFileSync(new URL(`./fixtures/facts/${name}`, import.meta.url), 'utf8');
+const VIP = '10.0.0.100';
+const HAPROXY_SHA = '3f1c9f5a2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d5f';
+const KEEPALIVED_SHA = '0d2a4c6e8f1b3d5a7c9e2f4b6d8a1c3e5f7b9d2a4c6e8f1b3d5a7c9e2f4b6d8a';
+const NO_UNIT = { active: '', enabled: '', mainPid: 0 };
+const NO_FILES = { '/etc/haproxy/haproxy.cfg': null, '/etc/keepalived/keepalived.conf': null, '/etc/tmpfiles.d/kha-deploy-haproxy.conf': null };
+
+describe('parseFacts on fixtures', () => {
+  it('fresh Debian 12 without packages', () => {
+    const expected: HostFacts = {
+      host: 'master1',
+      osId: 'debian',
+      osFamily: 'debian',
+      pkgManager: 'apt',
+      installed: { keepalived: false, haproxy: false },
+      files: NO_FILES,
+      applied: { keepalived: null, haproxy: null },
+      units: { keepalived: NO_UNIT, haproxy: NO_UNIT },
+      runDirExists: false,
+      runDirPersistent: false,
+      routeInterface: 'ens192',
+      interfaces: [
+        { name: 'lo', addrs: ['127.0.0.1/8', '::1/128'] },
+        { name: 'ens192', addrs: ['10.0.0.11/24', 'fe80::250:56ff:fe9a:1b2c/64'] },
+      ],
+      vipOn: [],
+    };
+    assert.deepEqual(parseFacts('master1', fixture('debian12-fresh.txt'), VIP), expected);
+  });
+
+  it('Debian 12 converged (backup: VIP elsewhere)', () => {
+    const f = parseFacts('master2', fixture('debian12-converged.txt'), VIP);
+    assert.deepEqual(f.installed, { keepalived: true, haproxy: true });
+    assert.deepEqual(f.files, {
+      '/etc/haproxy/haproxy.cfg': HAPROXY_SHA,
+      '/etc/keepalived/keepalived.conf': KEEPALIVED_SHA,
+      '/etc/tmpfiles.d/kha-deploy-haproxy.conf': null,
+    });
+    assert.deepEqual(f.applied, { keepalived: KEEPALIVED_SHA, haproxy: HAPROXY_SHA });
+    assert.deepEqual(f.units, {
+      keepalived: { active: 'active', enabled: 'enabled', mainPid: 812 },
+      haproxy: { active: 'active', enabled: 'enabled', mainPid: 790 },
+    });
+    assert.equal(f.runDirExists, true);
+    assert.equal(f.runDirPersistent, true);
+    assert.equal(f.routeInterface, 'ens192');
+    assert.deepEqual(f.vipOn, []);
+  });
+
+  it('Rocky 9: quoted os-release values, dnf preferred over its yum alias', () => {
+    const f = parseFacts('master3', fixture('rocky9-dnf.txt'), VIP);
+    assert.equal(f.osId, 'rocky');
+    assert.equal(f.osFamily, 'rhel');
+    assert.equal(f.pkgManager, 'dnf');
+    assert.equal(f.routeInterface, 'enp1s0');
+    assert.equal(f.runDirPersistent, false);
+  });
+
+  it('CentOS 7: yum, installed but disabled/failed units, a two-line route output', () => {
+    const f = parseFacts('master1', fixture('centos7-yum.txt'), VIP);
+    assert.equal(f.osId, 'centos');
+    assert.equal(f.osFamily, 'rhel');
+    assert.equal(f.pkgManager, 'yum');
+    assert.deepEqual(f.installed, { keepalived: true, haproxy: true });
+    assert.deepEqual(f.units, {
+      keepalived: { active: 'inactive', enabled: 'disabled', mainPid: 0 },
+      haproxy: { active: 'failed', enabled: 'disabled', mainPid: 0 },
+    });
+    assert.equal(f.routeInterface, 'eth0');
+    assert.deepEqual(
+      f.interfaces.map((i) => i.name),
+      ['lo', 'eth0', 'docker0', 'tunl0'],
+    );
+  });
+
+  it('VIP held: the route says `local … dev lo`, the interface holding the VIP wins', () => {
+    const f = parseFacts('master1', fixture('vip-held.txt'), VIP);
+    assert.equal(f.osFamily, 'debian');
+    assert.deepEqual(f.vipOn, ['ens192']);
+    assert.equal(f.routeInterface, 'ens192');
+    assert.deepEqual(f.interfaces[1], { name: 'ens192', addrs: ['10.0.0.11/24', '10.0.0.100/32', 'fe80::250:56ff:fe9a:1b2c/64'] });
+  });
+
+  it('IPv6 VIP held, matched whatever way the VIP is spelled', () => {
+    for (const vip of ['2001:db8::100', '2001:DB8:0:0::100', '2001:0db8::0100']) {
+      const f = parseFacts('master1', fixture('ipv6-vip-held.txt'), vip);
+      assert.deepEqual(f.vipOn, ['eth0'], vip);
+      assert.equal(f.routeInterface, 'eth0', vip);
+    }
+  });
+
+  it('container without systemd: empty unit sections mean nothing is known; several interfaces', () => {
+    const f = parseFacts('master1', fixture('container-no-systemd.txt'), VIP);
+    assert.deepEqual(f.units, { keepalived: NO_UNIT, haproxy: NO_UNIT });
+    assert.deepEqual(
+      f.interfaces.map((i) => i.name),
+      ['lo', 'eth0', 'eth1'],
+    );
+    assert.equal(f.routeInterface, 'eth1');
+  });
+});
+
+describe('parseFacts details', () => {
+  const base = fixture('debian12-fresh.txt');
+  const edit = (from: string | RegExp, to: string) => {
+    const out = base.replace(from, to);
+    assert.notEqual(out, base, `fixture edit ${String(from)} did not apply`);
+    return out;
+  };
+
+  it('strips @ifN from interface names', () => {
+    const f = parseFacts('m', edit(/^2: ens192 /gm, '2: ens192@if106 '), VIP);
+    assert.deepEqual(f.interfaces.map((i) => i.name), ['lo', 'ens192']);
+  });
+
+  it('route to a VIP on lo only, or no route at all: no interface', () => {
+    assert.equal(parseFacts('m', edit('10.0.0.100 dev ens192 src 10.0.0.11 uid 0 \\    cache ', 'local 10.0.0.100 dev lo table local'), VIP).routeInterface, null);
+    assert.equal(parseFacts('m', edit(/@begin ip-route\n.*\n@end ip-route/, '@begin ip-route\n@end ip-route'), VIP).routeInterface, null);
+  });
+
+  it('route via a gateway still names the device', () => {
+    assert.equal(parseFacts('m', edit('10.0.0.100 dev ens192', '10.0.0.100 via 10.0.0.1 dev ens193'), VIP).routeInterface, 'ens193');
+  });
+
+  it('a state file holding something else than a sha256 means unknown', () => {
+    assert.equal(parseFacts('m', edit('applied.haproxy=', 'applied.haproxy=abc'), VIP).applied.haproxy, null);
+  });
+
+  it('masked units and a peer address are read as printed', () => {
+    const f = parseFacts(
+      'm',
+      edit('@begin unit.haproxy\nLoadState=not-found\nActiveState=inactive\nUnitFileState=', '@begin unit.haproxy\nLoadState=masked\nActiveState=inactive\nUnitFileState=masked').replace(
+        '@end ip-addr',
+        '5: tun0    inet 10.9.0.1 peer 10.9.0.2/32 scope global tun0\\       valid_lft forever preferred_lft forever\n@end ip-addr',
+      ),
+      VIP,
+    );
+    assert.deepEqual(f.units.haproxy, { active: 'inactive', enabled: 'masked', mainPid: 0 });
+    assert.deepEqual(f.interfaces[2], { name: 'tun0', addrs: ['10.9.0.1'] });
+  });
+
+  it('tolerates CRLF line ends and leading blank lines', () => {
+    assert.deepEqual(parseFacts('m', `\n${base.replace(/\n/g, '\r\n')}`, VIP), parseFacts('m', base, VIP));
+  });
+
+  const garbage: [string, string, RegExp][] = [
+    ['empty output', '', /printed nothing/],
+    ['a banner before the marker', `Welcome!\n${base}`, /expected 'kha-facts 1' first, got "Welcome!"/],
+    ['truncated output', base.slice(0, base.indexOf('@begin ip-addr')), /truncated/],
+    ['an unknown key', base.replace('rundir=no', 'rundir=no\nfoo=bar'), /unexpected line: "foo=bar"/],
+    ['a non-boolean rundir', base.replace('rundir=no', 'rundir=maybe'), /unexpected line: "rundir=maybe"/],
+    ['a bad hash', base.replace('file - /etc/haproxy/haproxy.cfg', 'file xyz /etc/haproxy/haproxy.cfg'), /unexpected line: "file xyz/],
+    ['an unhashable file', base.replace('file - /etc/haproxy/haproxy.cfg', 'file ? /etc/haproxy/haproxy.cfg'), /\/etc\/haproxy\/haproxy\.cfg exists but could not be hashed/],
+    ['a missing key', base.replace('cmd.yum=\n', ''), /'cmd\.yum=' is missing/],
+    ['a missing section', base.replace(/@begin ip-route\n.*\n@end ip-route\n/, ''), /section ip-route is missing/],
+    ['an unknown section', base.replace('@begin ip-route', '@begin ip-routes'), /unknown section: "@begin ip-routes"/],
+    ['an unclosed section', base.replace('@end ip-route\n', ''), /section ip-route is not closed/],
+    ['garbage in ip -o addr', base.replace('@end ip-addr', 'Device "x" does not exist.\n@end ip-addr'), /unexpected line in ip -o addr output: "Device/],
+    ['garbage in systemctl show', base.replace('MainPID=0\n@end unit.haproxy', 'MainPID=0\nFailed to connect to bus\n@end unit.haproxy'), /systemctl show haproxy\.service output: "Failed to connect to bus"/],
+    ['a non-numeric MainPID', base.replace('MainPID=0\n@end unit.haproxy', 'MainPID=x\n@end unit.haproxy'), /MainPID is not a number/],
+  ];
+  for (const [what, text, re] of garbage) {
+    it(`refuses ${what} with a clear message`, () => {
+      assert.throws(() => parseFacts('master1', text, VIP), (err: Error) => err.constructor === Error && /^facts from master1: /.test(err.message) && re.test(err.message));
+    });
+  }
+});
+
+describe('canonicalAddress', () => {
+  it('normalizes IPv6 and leaves IPv4 alone', () => {
+    assert.equal(canonicalAddress('2001:DB8:0:0:0:0:0:1'), '2001:db8::1');
+    assert.equal(canonicalAddress('10.0.0.1'), '10.0.0.1');
+  });
+});
+
+describe('factsScript', () => {
+  const spec = cluster();
+  const script = factsScript(spec, host(spec, 'master1'), playbook);
+
+  it('quotes the VIP and names every managed file and state file', () => {
+    assert.match(script, /ip -o route get 10\.0\.0\.100 /);
+    for (const p of ['/etc/haproxy/haproxy.cfg', '/etc/keepalived/keepalived.conf', '/etc/tmpfiles.d/kha-deploy-haproxy.conf', '/var/lib/kha-deploy/keepalived.applied', '/var/lib/kha-deploy/haproxy.applied']) {
+      assert.ok(script.includes(p), p);
+    }
+    assert.doesNotMatch(script, /\bexit\b/);
+    assert.ok(script.endsWith('} </dev/null'), 'stdin closed for every command (the run lock keeps stdin open)');
+  });
+
+  it('runs with this machine\'s sh under set -eu, does not end the caller, and parses', () => {
+    const out = execFileSync('sh', ['-eu', '-c', `${script}\necho caller-continues`], { encoding: 'utf8' });
+    assert.ok(out.endsWith('kha-facts end\ncaller-continues\n'), out.slice(-200));
+    const f = parseFacts('local', out.replace('caller-continues\n', ''), spec.vip);
+    assert.equal(f.host, 'local');
+    assert.ok(f.interfaces.some((i) => i.name === 'lo' && i.addrs.includes('127.0.0.1/8')), JSON.stringify(f.interfaces));
+    for (const p of Object.keys(NO_FILES)) assert.ok(p in f.files, p);
+  });
+
+  it('finds a tmpfiles.d entry for the run dir, honouring masking by an earlier directory', () => {
+    // The same scan, pointed at scratch directories, through the script's own text.
+    const dir = execFileSync('mktemp', ['-d'], { encoding: 'utf8' }).trim();
+    try {
+      const scan = (setup: string) => {
+        const s = script
+          .replaceAll('/etc/tmpfiles.d', `${dir}/etc`)
+          .replaceAll('/run/tmpfiles.d', `${dir}/run`)
+          .replaceAll('/usr/lib/tmpfiles.d', `${dir}/lib`);
+        const out = execFileSync('sh', ['-c', `rm -rf ${dir}/*; mkdir -p ${dir}/etc ${dir}/run ${dir}/lib; ${setup}\n${s}`], { encoding: 'utf8' });
+        return /^rundir\.tmpfiles=(.*)$/m.exec(out)![1];
+      };
+      assert.equal(scan(''), '');
+      assert.equal(scan(`echo 'd /run/haproxy 2775 haproxy haproxy -' > ${dir}/lib/haproxy.conf`), `${dir}/lib/haproxy.conf`);
+      assert.equal(scan(`echo 'd /var/run/haproxy 0755 root root -' > ${dir}/lib/haproxy.conf`), `${dir}/lib/haproxy.conf`);
+      assert.equal(scan(`echo 'd /run/haproxy-other 0755 root root -' > ${dir}/lib/x.conf`), '');
+      assert.equal(scan(`echo '# d /run/haproxy 0755 root root -' > ${dir}/lib/x.conf`), '');
+      assert.equal(scan(`echo 'd /run/haproxy 0755 root root -' > ${dir}/lib/haproxy.conf; ln -s /dev/null ${dir}/etc/haproxy.conf`), '');
+      assert.equal(scan(`echo 'd /run/haproxy 0755 root root -' > ${dir}/etc/kha-deploy-haproxy.conf`), `${dir}/etc/kha-deploy-haproxy.conf`);
+    } finally {
+      execFileSync('rm', ['-rf', dir]);
+    }
+  });
+});
