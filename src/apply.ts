@@ -72,7 +72,22 @@ export function serviceScript(op: Extract<Operation, { op: 'service' }>): string
     restart: `systemctl restart ${u}`,
     enable: `systemctl enable ${u}`,
   }[op.action];
-  const lines = ['set -eu', action];
+  const lines = ['set -eu'];
+  if (op.unit === 'haproxy' && op.action === 'reload') {
+    // A reload whose new process cannot bind leaves the old worker serving the old config while
+    // systemd still says active: require a new worker (pgrep, where present) to call it done.
+    lines.push(
+      `workers() { pgrep -P "$(systemctl show -p MainPID --value ${u})" 2>/dev/null | sort | tr '\\n' ' '; }`,
+      'before=$(workers)',
+      action,
+      'if command -v pgrep >/dev/null; then',
+      '  i=0; while [ "$(workers)" = "$before" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done',
+      `  if [ "$(workers)" = "$before" ]; then echo "haproxy kept its old worker: the new configuration was not loaded" >&2; exit 3; fi`,
+      'fi',
+    );
+  } else {
+    lines.push(action);
+  }
   if (op.action !== 'enable') {
     // A unit can die right after start/reload (bad bind, missing /run/haproxy): look twice.
     lines.push(`sleep 1`, `systemctl is-active --quiet ${u} || { echo "${op.unit} is not active after ${op.action}" >&2; exit 3; }`);

@@ -6,7 +6,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_HOST_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KhaError, UsageError } from './errors.js';
 import { loadInventory } from './inventory/load.js';
-import { loadPlaybook } from './playbook.js';
+import { loadPlaybook, type Playbook } from './playbook.js';
 import { formatError } from './report/format-error.js';
 import { listrUi } from './report/listr-ui.js';
 import { recapText, summarize } from './report/recap.js';
@@ -35,6 +35,7 @@ interface DeployArgs {
   output: 'text' | 'json';
   verbose: boolean;
   askBecomePass: boolean;
+  gateTimeout?: number;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -53,6 +54,7 @@ export async function main(argv: string[]): Promise<number> {
           .option('limit', { type: 'string', describe: 'only these masters, comma-separated NAME[,NAME]; the others are not contacted' })
           .option('output', { type: 'string', choices: ['text', 'json'] as const, default: 'text' as const, describe: 'text (task tree on a TTY, lines otherwise) or one JSON document on stdout' })
           .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'show every remote command' })
+          .option('gate-timeout', { type: 'number', describe: 'seconds each gate waits for the VIP and kubectl before failing (default: the playbook\'s, 60-90 s)' })
           .option('ask-become-pass', { type: 'boolean', default: false, describe: 'prompt for the sudo password (never taken from the command line)' }),
       (a) => {
         args = a as unknown as DeployArgs;
@@ -98,7 +100,13 @@ async function deploy(args: DeployArgs): Promise<number> {
   } catch (err) {
     return fail(err, json, secrets);
   }
-  const playbook = loadPlaybook();
+  let playbook = loadPlaybook();
+  if (args.gateTimeout !== undefined) {
+    if (!Number.isInteger(args.gateTimeout) || args.gateTimeout < 1 || args.gateTimeout > 3600) {
+      return fail(new UsageError(`--gate-timeout ${args.gateTimeout}: expected whole seconds from 1 to 3600`), json, secrets);
+    }
+    playbook = withGateTimeout(playbook, args.gateTimeout);
+  }
   let becomePassword: string | undefined;
   let passphrase: string | undefined;
   try {
@@ -170,6 +178,11 @@ async function deploy(args: DeployArgs): Promise<number> {
     out(recapText(summary));
   }
   return code;
+}
+
+function withGateTimeout(playbook: Playbook, seconds: number): Playbook {
+  const gates = Object.fromEntries(Object.entries(playbook.gates).map(([role, g]) => [role, { ...g, timeoutSeconds: seconds }]));
+  return { ...playbook, gates: gates as Playbook['gates'] };
 }
 
 function selectHosts(all: HostSpec[], limit: string | undefined): HostSpec[] {

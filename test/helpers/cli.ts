@@ -1,33 +1,56 @@
 // Runs the kha-deploy CLI from source, as an operator would run the bin, and captures everything.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export interface CliResult {
   code: number | null;
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
   json?: any;
 }
 
-export function runCli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; onSpawn?: (pid: number) => void } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    if (child.pid && opts.onSpawn) opts.onSpawn(child.pid);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
+export interface RunningCli {
+  child: ChildProcess;
+  /** stdout + stderr so far. */
+  output(): string;
+  /** Resolves once the combined output matches `re`; rejects after timeoutMs or when the run ends first. */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
+  done: Promise<CliResult>;
+}
+
+export function startCli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): RunningCli {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let combined = '';
+  const listeners = new Set<() => void>();
+  const notify = () => listeners.forEach((l) => l());
+  child.stdout!.on('data', (b: Buffer) => {
+    stdout += b.toString();
+    combined += b.toString();
+    notify();
+  });
+  child.stderr!.on('data', (b: Buffer) => {
+    stderr += b.toString();
+    combined += b.toString();
+    notify();
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 300_000);
+  let ended = false;
+  const done = new Promise<CliResult>((resolve, reject) => {
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
+      ended = true;
       clearTimeout(timer);
-      const res: CliResult = { code, stdout, stderr };
+      notify();
+      const res: CliResult = { code, signal, stdout, stderr };
       if (args.includes('json')) {
         try {
           res.json = JSON.parse(stdout);
@@ -38,8 +61,35 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; tim
       resolve(res);
     });
   });
+  const waitFor = (re: RegExp, timeoutMs = 120_000) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (re.test(combined)) {
+          cleanup();
+          resolve();
+        } else if (ended) {
+          cleanup();
+          reject(new Error(`kha-deploy ended before printing ${re}:\n${combined}`));
+        }
+      };
+      const t = setTimeout(() => {
+        cleanup();
+        reject(new Error(`timed out waiting for ${re}:\n${combined}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(t);
+        listeners.delete(check);
+      };
+      listeners.add(check);
+      check();
+    });
+  return { child, output: () => combined, waitFor, done };
+}
+
+export function runCli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+  return startCli(args, opts).done;
 }
 
 export function describeRun(r: CliResult): string {
-  return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+  return `exit ${r.code}${r.signal ? ` (signal ${r.signal})` : ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 }
