@@ -1,0 +1,429 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ConnectError, HostKeyError } from '../../src/errors.js';
+import { wrapCommand } from '../../src/ssh/command.js';
+import { connect, isSudoPasswordRequired, isSudoPasswordWrong, type ConnectOptions, type SshSession } from '../../src/ssh/session.js';
+import type { HeldCommand, RemoteResult } from '../../src/types.js';
+import { sshKeygen, tempDir, type TestKey } from './keygen.js';
+import { startRelay, startTestServer, type TestServer } from './server.js';
+
+const tmp = tempDir();
+let clientKey: TestKey;
+let server: TestServer;
+let knownHosts: string; // trusts the server's key
+let n = 0;
+
+function freshFile(name = 'known_hosts'): string {
+  const dir = join(tmp.dir, `kh${++n}`);
+  mkdirSync(dir);
+  return join(dir, name);
+}
+
+function options(over: Partial<ConnectOptions> = {}): ConnectOptions {
+  return {
+    host: 'cp-a',
+    address: '127.0.0.1',
+    port: server.port,
+    user: 'kha',
+    privateKeyFile: clientKey.file,
+    become: false,
+    knownHostsFile: knownHosts,
+    acceptNewHostKeys: false,
+    homeDir: join(tmp.dir, 'empty-home'),
+    ...over,
+  };
+}
+
+async function withSession<T>(over: Partial<ConnectOptions>, fn: (s: SshSession) => Promise<T>): Promise<T> {
+  const s = await connect(options(over));
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+async function rejectsWith<E extends Error>(p: Promise<unknown>, cls: new (...a: never[]) => E): Promise<E> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
+    return err;
+  }
+  assert.fail(`expected ${cls.name}, got success`);
+}
+
+function isHeld(x: HeldCommand | RemoteResult): x is HeldCommand {
+  return 'release' in x;
+}
+
+before(async () => {
+  clientKey = sshKeygen(tmp.dir, 'client', 'ed25519');
+  server = await startTestServer({ dir: tmp.dir, clientKey });
+  knownHosts = freshFile();
+  writeFileSync(knownHosts, `[127.0.0.1]:${server.port} ${server.hostKey.pub}\n`);
+});
+after(async () => {
+  await server.close();
+  tmp.cleanup();
+});
+
+describe('host key verification', () => {
+  it('(a) refuses an unknown host before authenticating, with the fingerprint ssh-keygen -lf prints', async () => {
+    const file = freshFile();
+    writeFileSync(file, '');
+    const auths = server.auths.length;
+    const execs = server.execs.length;
+    const err = await rejectsWith(connect(options({ knownHostsFile: file })), HostKeyError);
+    assert.equal(err.kind, 'unknown');
+    assert.equal(err.host, 'cp-a');
+    assert.equal(err.endpoint, `127.0.0.1:${server.port}`);
+    assert.equal(err.fingerprint, server.hostKey.fingerprint);
+    assert.deepEqual(err.knownFingerprints, []);
+    assert.match(err.hint ?? '', new RegExp(server.hostKey.fingerprint.replace(/[+/]/g, '\\$&')));
+    assert.ok(err.hint?.includes('ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub'));
+    assert.ok(err.hint?.includes(`ssh-keyscan -p ${server.port} 127.0.0.1 >> ${file}`));
+    assert.ok(err.hint?.includes('--accept-new-host-keys'));
+    assert.equal(server.auths.length, auths, 'no authentication attempt reached the server');
+    assert.equal(server.execs.length, execs, 'no command reached the server');
+    assert.equal(readFileSync(file, 'utf8'), '', 'known_hosts untouched');
+  });
+
+  it('(a) a missing known_hosts file means unknown, and is not created', async () => {
+    const file = join(tmp.dir, 'nowhere', 'known_hosts');
+    const err = await rejectsWith(connect(options({ knownHostsFile: file })), HostKeyError);
+    assert.equal(err.kind, 'unknown');
+    assert.equal(existsSync(file), false);
+  });
+
+  it('(b) refuses a changed key with both fingerprints, even with acceptNewHostKeys', async () => {
+    const wrong = sshKeygen(tmp.dir, `wrong${++n}`, 'ed25519');
+    const file = freshFile();
+    const content = `# mine\n[127.0.0.1]:${server.port} ${wrong.pub}\n`;
+    writeFileSync(file, content);
+    for (const acceptNewHostKeys of [false, true]) {
+      const auths = server.auths.length;
+      const err = await rejectsWith(connect(options({ knownHostsFile: file, acceptNewHostKeys })), HostKeyError);
+      assert.equal(err.kind, 'changed');
+      assert.equal(err.fingerprint, server.hostKey.fingerprint);
+      assert.deepEqual(err.knownFingerprints, [wrong.fingerprint]);
+      assert.ok(err.hint?.includes(`ssh-keygen -R '[127.0.0.1]:${server.port}' -f ${file}`));
+      assert.match(err.hint ?? '', /attack/);
+      assert.equal(server.auths.length, auths);
+    }
+    assert.equal(readFileSync(file, 'utf8'), content, 'a changed key is never appended');
+  });
+
+  it('refuses a key marked @revoked', async () => {
+    const file = freshFile();
+    writeFileSync(file, `@revoked * ${server.hostKey.pub}\n[127.0.0.1]:${server.port} ${server.hostKey.pub}\n`);
+    const err = await rejectsWith(connect(options({ knownHostsFile: file, acceptNewHostKeys: true })), HostKeyError);
+    assert.equal(err.kind, 'revoked');
+  });
+
+  it('matches an entry hashed by ssh-keygen -H', async () => {
+    const file = freshFile();
+    writeFileSync(file, `[127.0.0.1]:${server.port} ${server.hostKey.pub}\n`);
+    execFileSync('ssh-keygen', ['-H', '-f', file], { stdio: 'ignore' });
+    assert.doesNotMatch(readFileSync(file, 'utf8'), /127\.0\.0\.1/);
+    await withSession({ knownHostsFile: file }, async (s) => assert.equal((await s.run('echo ok')).stdout, 'ok\n'));
+  });
+
+  it('(c) accept-new appends one line for an unknown host (creating file and 0700 dir), then matches it', async () => {
+    const dir = join(tmp.dir, `newdir${++n}`, 'ssh');
+    const file = join(dir, 'known_hosts');
+    const sessions = await Promise.all([1, 2, 3].map(() => connect(options({ knownHostsFile: file, acceptNewHostKeys: true }))));
+    await Promise.all(sessions.map((s) => s.close()));
+    assert.equal(readFileSync(file, 'utf8'), `[127.0.0.1]:${server.port} ${server.hostKey.pub}\n`, 'exactly one line for three parallel connects');
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    await withSession({ knownHostsFile: file }, async (s) => assert.equal((await s.run('echo again')).stdout, 'again\n'));
+    await withSession({ knownHostsFile: file, acceptNewHostKeys: true }, async () => undefined);
+    assert.equal(readFileSync(file, 'utf8').split('\n').length, 2, 'still one line');
+  });
+
+  it('(c) accept-new appends after existing lines without rewriting them', async () => {
+    const file = freshFile();
+    const other = sshKeygen(tmp.dir, `other${++n}`, 'ecdsa');
+    writeFileSync(file, `otherhost ${other.pub}`); // no final newline
+    await withSession({ knownHostsFile: file, acceptNewHostKeys: true }, async () => undefined);
+    assert.equal(readFileSync(file, 'utf8'), `otherhost ${other.pub}\n[127.0.0.1]:${server.port} ${server.hostKey.pub}\n`);
+  });
+
+  it('offers only the key types known for the host (server with rsa + ed25519, known by rsa only)', async () => {
+    const dir = join(tmp.dir, `multi${++n}`);
+    mkdirSync(dir);
+    const rsa = sshKeygen(dir, 'host_rsa', 'rsa');
+    const multi = await startTestServer({ dir, clientKey, hostKey: rsa });
+    try {
+      const file = freshFile();
+      writeFileSync(file, `[127.0.0.1]:${multi.port} ${rsa.pub}\n`);
+      await withSession({ port: multi.port, knownHostsFile: file }, async (s) => assert.equal((await s.run('echo rsa')).stdout, 'rsa\n'));
+    } finally {
+      await multi.close();
+    }
+  });
+});
+
+describe('run', () => {
+  it('(d) returns stdout, stderr and exit code of succeeding and failing commands, untrimmed', async () => {
+    await withSession({}, async (s) => {
+      assert.deepEqual(await s.run('printf " out \\n"; echo err >&2'), { code: 0, signal: null, stdout: ' out \n', stderr: 'err\n' });
+      assert.deepEqual(await s.run('echo no >&2; exit 3'), { code: 3, signal: null, stdout: '', stderr: 'no\n' });
+      const killed = await s.run('kill -TERM $$');
+      assert.equal(killed.code, null);
+      assert.equal(killed.signal, 'SIGTERM');
+    });
+  });
+
+  it("(d) quoting survives ', $, backticks and newlines: exactly one shell interprets the script", async () => {
+    const script = `printf '%s\\n' 'a'"'"'b' '$HOME' '\`id -u\`' "x\\$y"\necho "two $((1+1))"`;
+    await withSession({}, async (s) => {
+      const r = await s.run(script);
+      assert.equal(r.stderr, '');
+      assert.equal(r.stdout, "a'b\n$HOME\n`id -u`\nx$y\ntwo 2\n");
+      assert.equal(server.execs.at(-1), wrapCommand(script, false, false).command);
+    });
+  });
+
+  it('passes stdin and keeps multi-byte characters intact across chunks', async () => {
+    await withSession({}, async (s) => {
+      assert.equal((await s.run('cat', { stdin: "hello\nwörld '$x'" })).stdout, "hello\nwörld '$x'");
+      const big = await s.run("i=0; while [ $i -lt 20000 ]; do printf 'ééé'; i=$((i+1)); done");
+      assert.equal(big.stdout, 'é'.repeat(60000));
+    });
+  });
+
+  it('(f) counts commands and reports each (label or script) to onCommand', async () => {
+    const seen: string[] = [];
+    await withSession({ onCommand: (c) => seen.push(c), secrets: ['hunter2'] }, async (s) => {
+      assert.equal(s.commandCount, 0);
+      await s.run('true');
+      await s.run('echo hunter2', { label: 'echo the secret' });
+      await s.run('echo hunter2 >/dev/null');
+      const held = await s.hold('echo READY; cat', 'READY');
+      assert.ok(isHeld(held));
+      await held.release();
+      assert.equal(s.commandCount, 4);
+    });
+    assert.deepEqual(seen, ['true', 'echo the secret', 'echo ******** >/dev/null', 'echo READY; cat']);
+  });
+
+  it('keeps concurrent channels under the limit and runs them all', async () => {
+    const before = server.maxConcurrent;
+    server.maxConcurrent = 0;
+    await withSession({}, async (s) => {
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => s.run(`sleep 0.1; echo ${i}`)));
+      assert.deepEqual(results.map((r) => r.stdout), Array.from({ length: 20 }, (_, i) => `${i}\n`));
+    });
+    assert.ok(server.maxConcurrent <= 8 && server.maxConcurrent >= 2, `max concurrent ${server.maxConcurrent}`);
+    server.maxConcurrent = Math.max(before, server.maxConcurrent);
+  });
+});
+
+describe('hold', () => {
+  const lockScript = (lock: string) => `exec 9>${lock}\nflock -n 9 || { echo locked >&2; exit 75; }\necho held-by-me\necho @@READY\nexec cat >/dev/null`;
+
+  it('(e) holds a flock until release; a second holder sees it taken; exit before the marker gives the result', async () => {
+    const lock = join(tmp.dir, `lock${++n}`);
+    await withSession({}, async (a) => {
+      const held = await a.hold(lockScript(lock), '@@READY');
+      assert.ok(isHeld(held));
+      assert.equal(held.output, 'held-by-me\n');
+      await withSession({}, async (b) => {
+        const second = await b.hold(lockScript(lock), '@@READY');
+        assert.ok(!isHeld(second));
+        assert.equal(second.code, 75);
+        assert.equal(second.stderr, 'locked\n');
+        await held.release();
+        await held.release(); // idempotent
+        const third = await b.hold(lockScript(lock), '@@READY');
+        assert.ok(isHeld(third));
+        await third.release();
+      });
+    });
+  });
+
+  it('release closes the channel of a command that ignores EOF, within the timeout', async () => {
+    await withSession({ releaseTimeoutMs: 300 }, async (s) => {
+      const held = await s.hold('echo READY; exec sleep 30', 'READY');
+      assert.ok(isHeld(held));
+      const t0 = Date.now();
+      await held.release();
+      assert.ok(Date.now() - t0 < 2500, `release took ${Date.now() - t0} ms`);
+      assert.equal((await s.run('echo still-usable')).stdout, 'still-usable\n');
+    });
+  });
+});
+
+describe('become', () => {
+  it('wraps with sudo -n and makes "password required" recognisable', async () => {
+    server.env = {};
+    await withSession({ become: true }, async (s) => {
+      const r = await s.run('id -u');
+      assert.equal(r.code, 1);
+      assert.ok(isSudoPasswordRequired(r.stderr));
+      assert.equal(server.execs.at(-1), "sudo -n -- sh -c 'id -u'");
+    });
+    server.env = { FAKE_SUDO_NOPASSWD: '1' };
+    await withSession({ become: true }, async (s) => assert.equal((await s.run('echo "as root"')).stdout, 'as root\n'));
+    server.env = {};
+  });
+
+  it('(g) writes the password only after the sudo prompt, then stdin data; prompt and marker stripped; never shown', async () => {
+    const password = "s3cr3t 'pw' $x";
+    server.env = { FAKE_SUDO_PASSWORD: password };
+    const seen: string[] = [];
+    try {
+      await withSession({ become: true, becomePassword: password, onCommand: (c) => seen.push(c) }, async (s) => {
+        const r = await s.run('cat; echo done; echo warn >&2', { stdin: 'payload\n' });
+        assert.deepEqual(r, { code: 0, signal: null, stdout: 'payload\ndone\n', stderr: 'warn\n' });
+        assert.match(server.execs.at(-1) ?? '', /^sudo -S -p '\[kha-deploy sudo password [0-9a-f]+\]' -- sh -c /);
+        const noStdin = await s.run('cat; echo end'); // stdin is closed after the password: cat ends
+        assert.equal(noStdin.stdout, 'end\n');
+        const held = await s.hold('echo READY; cat', 'READY');
+        assert.ok(isHeld(held));
+        await held.release();
+      });
+      assert.deepEqual(seen, ['cat; echo done; echo warn >&2', 'cat; echo end', 'echo READY; cat']);
+      for (const text of [...seen, ...server.execs]) assert.ok(!text.includes(password));
+    } finally {
+      server.env = {};
+    }
+  });
+
+  it('(g) a wrong password is reported clearly, not retried, and not echoed', async () => {
+    server.env = { FAKE_SUDO_PASSWORD: 'right' };
+    try {
+      await withSession({ become: true, becomePassword: 'wrong-pw' }, async (s) => {
+        const r = await s.run('echo never');
+        assert.equal(r.code, 1);
+        assert.equal(r.stdout, '');
+        assert.ok(isSudoPasswordWrong(r.stderr), r.stderr);
+        assert.ok(!r.stderr.includes('wrong-pw'));
+        assert.ok(!r.stderr.includes('[kha-deploy sudo password'));
+      });
+    } finally {
+      server.env = {};
+    }
+  });
+
+  it('(g) when sudo does not prompt (NOPASSWD), stdin data reaches the command and the password is never written', async () => {
+    server.env = { FAKE_SUDO_NOPASSWD: '1' };
+    try {
+      await withSession({ become: true, becomePassword: 'unused-pw' }, async (s) => {
+        const r = await s.run('cat', { stdin: 'data only' });
+        assert.deepEqual(r, { code: 0, signal: null, stdout: 'data only', stderr: '' });
+      });
+    } finally {
+      server.env = {};
+    }
+  });
+});
+
+describe('connect errors', () => {
+  it('encrypted key: clear error naming KHA_SSH_PASSPHRASE; works with the passphrase; wrong one refused', async () => {
+    const dir = join(tmp.dir, `enc${++n}`);
+    mkdirSync(dir);
+    const enc = sshKeygen(dir, 'enc', 'ed25519', 'pass phrase');
+    const encServer = await startTestServer({ dir, clientKey: enc, hostKey: server.hostKey });
+    try {
+      const file = freshFile();
+      writeFileSync(file, `[127.0.0.1]:${encServer.port} ${server.hostKey.pub}\n`);
+      const o = { port: encServer.port, knownHostsFile: file, privateKeyFile: enc.file };
+      const err = await rejectsWith(connect(options(o)), ConnectError);
+      assert.match(err.message, /encrypted/);
+      assert.match(err.hint ?? '', /KHA_SSH_PASSPHRASE/);
+      assert.equal(encServer.auths.length, 0);
+      const bad = await rejectsWith(connect(options({ ...o, passphrase: 'not it' })), ConnectError);
+      assert.ok(!`${bad.message} ${bad.hint}`.includes('not it'));
+      await withSession({ ...o, passphrase: 'pass phrase', secrets: [] }, async (s) => assert.equal((await s.run('echo in')).stdout, 'in\n'));
+    } finally {
+      await encServer.close();
+    }
+  });
+
+  it('authentication failure names user@address:port and what was tried', async () => {
+    const stranger = sshKeygen(tmp.dir, `stranger${++n}`, 'ed25519');
+    const err = await rejectsWith(connect(options({ privateKeyFile: stranger.file })), ConnectError);
+    assert.match(err.message, new RegExp(`authentication failed for kha@127\\.0\\.0\\.1:${server.port} \\(tried: key ${stranger.file}\\)`));
+    assert.match(err.hint ?? '', /authorized_keys/);
+  });
+
+  it('uses the default key ~/.ssh/id_ed25519 when no key file is given, and says so when there is none', async () => {
+    const home = join(tmp.dir, `home${++n}`);
+    mkdirSync(join(home, '.ssh'), { recursive: true });
+    const err = await rejectsWith(connect(options({ privateKeyFile: undefined as never, homeDir: home })), ConnectError);
+    assert.match(err.message, /no SSH credentials/);
+    writeFileSync(join(home, '.ssh', 'id_ed25519'), readFileSync(clientKey.file), { mode: 0o600 });
+    const { privateKeyFile: _unused, ...rest } = options({ homeDir: home });
+    await withSession(rest, async (s) => assert.equal((await s.run('echo default')).stdout, 'default\n'));
+  });
+
+  it('connection refused → ConnectError with the cause and a hint', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const err = await rejectsWith(connect(options({ port })), ConnectError);
+    assert.match(err.message, new RegExp(`cannot connect to kha@127\\.0\\.0\\.1:${port}: connection refused`));
+    assert.match(err.hint ?? '', /sshd running.*firewall.*ansible_host and ansible_port/);
+  });
+
+  it('a port that accepts TCP but never speaks SSH times out with a ConnectError', async () => {
+    const silent = net.createServer((c) => c.on('error', () => undefined));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as net.AddressInfo).port;
+      const err = await rejectsWith(connect(options({ port, readyTimeoutMs: 400 })), ConnectError);
+      assert.match(err.message, /no SSH handshake within 0\.4 s/);
+    } finally {
+      silent.close();
+    }
+  });
+});
+
+describe('connection lost', () => {
+  async function viaRelay(fn: (s: SshSession, relay: Awaited<ReturnType<typeof startRelay>>) => Promise<void>) {
+    const relay = await startRelay(server.port);
+    const file = freshFile();
+    writeFileSync(file, `[127.0.0.1]:${relay.port} ${server.hostKey.pub}\n`);
+    const s = await connect(options({ port: relay.port, knownHostsFile: file, keepaliveIntervalMs: 200, keepaliveCountMax: 2 }));
+    try {
+      await fn(s, relay);
+    } finally {
+      await s.close();
+      await relay.close();
+    }
+  }
+
+  it('a silent network cut fails the pending command within the keepalive bound', async () => {
+    await viaRelay(async (s, relay) => {
+      assert.equal((await s.run('echo up')).stdout, 'up\n');
+      const pending = s.run('sleep 30', { label: 'long step' });
+      await new Promise((r) => setTimeout(r, 100));
+      relay.freeze();
+      const t0 = Date.now();
+      const err = await rejectsWith(pending, ConnectError);
+      assert.ok(Date.now() - t0 < 3000, `took ${Date.now() - t0} ms`);
+      assert.match(err.message, /connection to kha@127\.0\.0\.1:\d+ was lost \(Keepalive timeout\) while running `long step`/);
+      const after = await rejectsWith(s.run('echo again'), ConnectError);
+      assert.match(after.message, /lost/);
+    });
+  });
+
+  it('a reset connection fails pending runs and holds at once', async () => {
+    await viaRelay(async (s, relay) => {
+      const held = await s.hold('echo READY; cat', 'READY');
+      assert.ok(isHeld(held));
+      const pending = s.run('sleep 30');
+      await new Promise((r) => setTimeout(r, 100));
+      relay.cut();
+      await rejectsWith(pending, ConnectError);
+      await held.release(); // nothing left to release: returns
+    });
+  });
+});
