@@ -3,8 +3,8 @@
 // strict host-key checking against the lab's known_hosts).
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { before, describe, it } from 'node:test';
-import { hostExec, lab, labSsh, requireLab, resetHosts, sshConnectionCount, unitInfo, vipHolders } from '../helpers/lab.js';
+import { after, before, describe, it } from 'node:test';
+import { hostExec, lab, labSsh, labUp, requireLab, resetHosts, sshConnectionCount, unitInfo, vipHolders } from '../helpers/lab.js';
 
 describe('lab smoke', { concurrency: false }, () => {
   before(async () => {
@@ -100,7 +100,24 @@ describe('lab smoke', { concurrency: false }, () => {
 
   it('the VIP is held by nobody and nothing answers on it', async () => {
     assert.deepEqual(await vipHolders(), []);
-    const r = await hostExec('master1', `timeout 3 bash -c '</dev/tcp/${lab.vip}/8443' 2>&1; echo "rc=$?"`);
+    const r = await hostExec('master1', `timeout 2 bash -c '</dev/tcp/${lab.vip}/8443' 2>&1; echo "rc=$?"`);
     assert.doesNotMatch(r.stdout, /rc=0/, 'a connection to VIP:8443 succeeded before kha-deploy ran');
+  });
+});
+
+describe('lab: serving certificates without the VIP, on request', { concurrency: false }, () => {
+  after(async () => {
+    await labUp({ vipInCert: true }); // back to the normal lab for the suites that follow
+  });
+
+  it('resetHosts(..., { vipInCert: false }) gives every host a certificate that lacks the VIP', async () => {
+    await resetHosts(undefined, { vipInCert: false });
+    for (const h of lab.hosts) {
+      const r = await hostExec(h.name, 'openssl x509 -noout -ext subjectAltName -in /etc/kubernetes/pki/apiserver.crt');
+      assert.ok(r.stdout.includes(h.address), r.stdout);
+      assert.ok(!r.stdout.includes(lab.vip), `${h.name}: VIP still in ${r.stdout}`);
+      const k = await labSsh(h.name, `sudo -n kubectl --kubeconfig /etc/kubernetes/admin.conf --server https://${h.address}:6443 version`);
+      assert.match(k.stdout, /Server Version/, k.stderr);
+    }
   });
 });

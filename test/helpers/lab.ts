@@ -5,7 +5,7 @@
 // Every child process gets an argument vector, never a shell string built from input; the only
 // shell is `bash -c SCRIPT` inside a host, where SCRIPT is the caller's own test code.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -234,7 +234,7 @@ export interface SshOptions {
   user?: string;
   stdin?: string;
   timeoutMs?: number;
-  /** Extra ssh options, e.g. ['-o', 'ConnectTimeout=3']. */
+  /** Extra ssh options, e.g. ['-o', 'ConnectTimeout=3'] (they win over the defaults). */
   sshArgs?: string[];
 }
 
@@ -242,6 +242,7 @@ export interface SshOptions {
 export function labSsh(host: string, command: string, opts: SshOptions = {}): Promise<ExecResult> {
   const h = labHost(host);
   const args = [
+    ...(opts.sshArgs ?? []),
     '-i', lab.keyPath,
     '-o', 'IdentitiesOnly=yes',
     '-o', 'BatchMode=yes',
@@ -250,7 +251,6 @@ export function labSsh(host: string, command: string, opts: SshOptions = {}): Pr
     '-o', 'GlobalKnownHostsFile=/dev/null',
     '-o', 'ConnectTimeout=10',
     '-o', 'LogLevel=ERROR',
-    ...(opts.sshArgs ?? []),
     '-l', opts.user ?? lab.users.sudo,
     h.address,
     '--',
@@ -321,16 +321,43 @@ export async function sshConnectionCount(host: string): Promise<number> {
 // ---------------------------------------------------------------------------------------------
 // Network and power
 
-/** Cuts the host off the lab network (its eth0 disappears; the VIP with it). */
-export async function disconnectHost(host: string): Promise<void> {
-  const h = labHost(host);
-  await runOk('docker', ['network', 'disconnect', lab.network, h.container]);
+/** Name of the machine-side veth of the host's eth0 (its port on the lab bridge). */
+export async function hostVeth(host: string): Promise<string> {
+  const r = await hostExecOk(host, 'cat /sys/class/net/eth0/iflink');
+  const peer = r.stdout.trim();
+  for (const dev of readdirSync('/sys/class/net')) {
+    try {
+      if (readFileSync(join('/sys/class/net', dev, 'ifindex'), 'utf8').trim() === peer) return dev;
+    } catch {
+      /* interface gone meanwhile */
+    }
+  }
+  throw new Error(`no interface on this machine has ifindex ${peer} (peer of ${host}'s eth0)`);
 }
 
-/** Puts the host back on the lab network with its fixed address (as eth0). */
+export type CutMode = 'unplug' | 'partition';
+
+/**
+ * Cuts the host off the lab network (from every other host and from this machine), at its
+ * bridge port; the host keeps eth0, its address and its routes.
+ * - `unplug` (default): the cable is pulled: eth0 loses carrier (NO-CARRIER, state DOWN), as
+ *   keepalived sees it (it goes to FAULT and drops the VIP).
+ * - `partition`: the link stays up but the bridge port forwards nothing: a switch that stopped
+ *   forwarding; the host still believes it is connected (a VIP holder keeps its VIP).
+ * Undo with reconnectHost(). Docker's own `network disconnect` is not used: on reconnect the
+ * interface would come back as eth1.
+ */
+export async function disconnectHost(host: string, opts: { mode?: CutMode } = {}): Promise<void> {
+  const veth = await hostVeth(host);
+  if ((opts.mode ?? 'unplug') === 'unplug') await runOk('ip', ['link', 'set', 'dev', veth, 'down']);
+  else await runOk('bridge', ['link', 'set', 'dev', veth, 'state', '0']);
+}
+
+/** Puts the host back on the lab network (either cut mode), with its fixed address on eth0 as before. */
 export async function reconnectHost(host: string): Promise<void> {
-  const h = labHost(host);
-  await runOk('docker', ['network', 'connect', '--ip', h.address, lab.network, h.container]);
+  const veth = await hostVeth(host);
+  await runOk('ip', ['link', 'set', 'dev', veth, 'up']);
+  await runOk('bridge', ['link', 'set', 'dev', veth, 'state', '3']);
 }
 
 /** Reboots the host (`docker restart`: systemd shuts down cleanly and boots again); waits until booted. */
