@@ -4,7 +4,7 @@
 // (splitting UTF-8 characters) and closes stdin at once (no password-after-prompt, no hold).
 import net from 'node:net';
 import ssh2, { type Client, type ClientChannel, type Ssh2Error } from 'ssh2';
-import { ConnectError } from '../errors.js';
+import { ConnectError, HostStepError } from '../errors.js';
 import type { HeldCommand, Remote, RemoteResult, RunOptions } from '../types.js';
 import { SudoPromptWatcher, findReadyLine, maskSecrets, wrapCommand } from './command.js';
 import { networkError, sshError, type ConnectContext } from './connect-errors.js';
@@ -101,12 +101,20 @@ export async function connect(opts: ConnectOptions): Promise<SshSession> {
   const client = new ssh2.Client();
   return new Promise<SshSession>((resolve, reject) => {
     let settled = false;
+    const verifierFailure = () => {
+      const f = verifier.failure;
+      if (f === undefined || f instanceof HostStepError) return f; // HostKeyError
+      return new ConnectError(opts.host, 'connect', `cannot record the host key of ${target} in ${opts.knownHostsFile}: ${f.message}`, {
+        hint: 'check that file and its directory are writable (--known-hosts)',
+        cause: f,
+      });
+    };
     const fail = (err: Error) => {
       if (settled) return;
       settled = true;
       client.destroy();
       sock.destroy();
-      reject(verifier.failure ?? err); // ssh2 only says "Host denied": the verifier kept the reason
+      reject(verifierFailure() ?? err); // ssh2 only says "Host denied": the verifier kept the reason
     };
     const onError = (err: Ssh2Error) => {
       if (err.level === 'agent') return void ctx.tried.push(`(ssh-agent failed: ${err.message})`); // ssh2 goes on with the next key

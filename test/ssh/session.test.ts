@@ -363,6 +363,44 @@ describe('connect errors', () => {
     await withSession(rest, async (s) => assert.equal((await s.run('echo default')).stdout, 'default\n'));
   });
 
+  it('authenticates through ssh-agent; a dead agent socket is skipped in favour of the default key', async () => {
+    const dir = join(tmp.dir, `agent${++n}`);
+    mkdirSync(dir);
+    const sock = join(dir, 'agent.sock');
+    const out = execFileSync('ssh-agent', ['-s', '-a', sock], { encoding: 'utf8' });
+    const pid = Number(/SSH_AGENT_PID=(\d+)/.exec(out)?.[1]);
+    try {
+      execFileSync('ssh-add', [clientKey.file], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      const { privateKeyFile: _k, ...viaAgent } = options({ agentSocket: sock });
+      await withSession(viaAgent, async (s) => assert.equal((await s.run('echo agent')).stdout, 'agent\n'));
+    } finally {
+      process.kill(pid, 'SIGTERM');
+    }
+    const home = join(dir, 'home');
+    mkdirSync(join(home, '.ssh'), { recursive: true });
+    writeFileSync(join(home, '.ssh', 'id_ed25519'), readFileSync(clientKey.file), { mode: 0o600 });
+    const { privateKeyFile: _k, ...deadAgent } = options({ agentSocket: join(dir, 'gone.sock'), homeDir: home });
+    await withSession(deadAgent, async (s) => assert.equal((await s.run('echo key')).stdout, 'key\n'));
+  });
+
+  it('a host that offers none of the key types known for it is refused with a ConnectError', async () => {
+    const ec = sshKeygen(tmp.dir, `ec${++n}`, 'ecdsa');
+    const file = freshFile();
+    writeFileSync(file, `[127.0.0.1]:${server.port} ${ec.pub}\n`);
+    const err = await rejectsWith(connect(options({ knownHostsFile: file })), ConnectError);
+    assert.match(err.message, /offers none of the host key types known for it \(ecdsa-sha2-nistp384\)/);
+  });
+
+  it('an unreadable known_hosts or a failed accept-new append is a ConnectError, not a crash', async () => {
+    const blocker = join(tmp.dir, `blocker${++n}`);
+    writeFileSync(blocker, 'a file, not a directory');
+    const unreadable = await rejectsWith(connect(options({ knownHostsFile: join(blocker, 'known_hosts') })), ConnectError);
+    assert.match(unreadable.message, /cannot read known_hosts file .*ENOTDIR/);
+    // /proc/version reads fine (no entries) and refuses writes, even for root.
+    const err = await rejectsWith(connect(options({ knownHostsFile: '/proc/version', acceptNewHostKeys: true })), ConnectError);
+    assert.match(err.message, /cannot record the host key of kha@127\.0\.0\.1:\d+ in \/proc\/version/);
+  });
+
   it('connection refused → ConnectError with the cause and a hint', async () => {
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
