@@ -1,14 +1,12 @@
 // The rollout on the lab, asserting on what the hosts show (ip -o addr, systemctl show, files).
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { hostExec, lab, requireLab, resetHosts, startUnit, stopUnit, unitInfo, vipHolders } from '../helpers/lab.js';
 import { describeRun, runCli } from '../helpers/cli.js';
+import { deployArgs as baseArgs, labInventory } from '../helpers/inventory.js';
 
 const names = lab.hosts.map((h) => h.name);
-const deployArgs = (inventory: string, ...extra: string[]) => ['-i', inventory, '--known-hosts', lab.knownHostsPath, '--output', 'json', ...extra];
+const deployArgs = (inventory: string, ...extra: string[]) => baseArgs(inventory, '--output', 'json', ...extra);
 
 /** haproxy's worker PIDs: children of the master process; a reload replaces them, a restart replaces the master too. */
 async function haproxyWorkers(host: string): Promise<string> {
@@ -97,9 +95,7 @@ describe('rollout on the lab', { concurrency: false }, () => {
   });
 
   it('one inventory change (haproxy_balance=leastconn): only haproxy.cfg changes, haproxy reloads in place, the VIP never leaves the primary', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'kha-inv-'));
-    const inv = join(dir, 'inventory.ini');
-    writeFileSync(inv, readFileSync(lab.inventoryPath, 'utf8').replace(/^\[masters:vars\]$/m, '[masters:vars]\nhaproxy_balance=leastconn'));
+    const inv = labInventory(['haproxy_balance=leastconn']);
     const before = new Map<string, { ha: any; kaConf: string; kaPid: number; workers: string }>();
     for (const h of names) {
       before.set(h, {
