@@ -21,7 +21,7 @@ RUN_DIR=/run/kha-lab            # PID files of the daemons the lab starts
 LOG_DIR=/var/log/kha-lab
 DOCKERD_PIDFILE="$RUN_DIR/dockerd.pid"
 ACNG_PIDFILE="$RUN_DIR/apt-cacher-ng.pid"
-ACNG_CACHE=/var/cache/apt-cacher-ng
+ACNG_CACHE=${LAB_ACNG_CACHE:-/var/cache/apt-cacher-ng}
 
 _t0=$(date +%s)
 log() { printf '[lab %4ss] %s\n' "$(($(date +%s) - _t0))" "$*" >&2; }
