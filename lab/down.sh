@@ -8,6 +8,8 @@ purge=0
 [[ "${1:-}" == --purge ]] && purge=1
 if docker_running; then
   for h in "${HOSTS[@]}"; do docker rm -f "$(container_of "$h")" >/dev/null 2>&1 || true; done
+  bridge=$(docker network inspect -f '{{index .Options "com.docker.network.bridge.name"}}' "$NETWORK" 2>/dev/null || true)
+  while [[ -n "$bridge" ]] && iptables -D DOCKER-USER -i "$bridge" -o "$bridge" -j ACCEPT 2>/dev/null; do :; done
   dc down --remove-orphans 2>&1 | sed 's/^/  [compose] /' >&2 || true
   docker network rm "$NETWORK" >/dev/null 2>&1 || true
   log "lab down"

@@ -73,6 +73,12 @@ if ((${#recreate[@]})); then
 fi
 log "starting ${names[*]}"
 dc up -d --no-deps "${names[@]}" 2>&1 | grep -v -e 'is up-to-date' -e '^$' | sed 's/^/  [compose] /' >&2 || true
+# The lab network is internal, and Docker then drops bridged packets to addresses outside the
+# subnet: VRRP's multicast to 224.0.0.18 among them. DOCKER-USER runs first: let host-to-host through.
+bridge=$(docker network inspect -f '{{index .Options "com.docker.network.bridge.name"}}' "$NETWORK")
+if [[ -n "$bridge" ]] && ! iptables -C DOCKER-USER -i "$bridge" -o "$bridge" -j ACCEPT 2>/dev/null; then
+  iptables -I DOCKER-USER -i "$bridge" -o "$bridge" -j ACCEPT || die "cannot allow VRRP multicast between lab hosts (iptables)"
+fi
 for h in "${names[@]}"; do
   [[ "$(host_state "$h")" == running ]] || die "$h is not running after compose up (state: $(host_state "$h"))"
 done
