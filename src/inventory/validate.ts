@@ -310,6 +310,15 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
   const haproxyBalance = cv.haproxy_balance?.value ?? DEFAULTS.haproxy_balance;
   const kubeconfig = cv.kubeconfig?.value ?? DEFAULTS.kubeconfig;
   const vrrpAuthPass = cv.vrrp_auth_pass?.value;
+  if (vrrpAuthPass !== undefined && family === 6) {
+    // An IPv6 VIP makes keepalived speak VRRPv3, which has no authentication: it refuses the config.
+    P.add({
+      line: cv.vrrp_auth_pass!.line,
+      variable: 'vrrp_auth_pass',
+      message: 'vrrp_auth_pass cannot be used with an IPv6 VIP: keepalived uses VRRPv3 for IPv6, which has no authentication',
+      hint: 'remove vrrp_auth_pass (value hidden), or use an IPv4 VIP',
+    });
+  }
 
   // Per-host values.
   const home = opts.homeDir ?? homedir();

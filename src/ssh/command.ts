@@ -106,8 +106,4 @@ export function findReadyLine(text: string, marker: string): number {
 }
 
 /** Replace each non-empty secret by a mask: verbose command output must never show one. */
-export function maskSecrets(text: string, secrets: readonly (string | undefined)[]): string {
-  let out = text;
-  for (const s of secrets) if (s) out = out.split(s).join('********');
-  return out;
-}
+export { redact as maskSecrets } from '../report/redact.js';

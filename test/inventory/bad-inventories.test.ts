@@ -126,6 +126,7 @@ const rows: Row[] = [
   { name: 'vrrp_auth_pass too long', content: gv('vrrp_auth_pass=TopSecret99'), line: 6, variable: 'vrrp_auth_pass', message: /^vrrp_auth_pass is invalid \(value hidden\)/, secret: 'TopSecret99' },
   { name: 'vrrp_auth_pass with #', content: gv('vrrp_auth_pass=ab#cdef'), line: 6, variable: 'vrrp_auth_pass', message: /value hidden/, secret: 'ab#cdef' },
   { name: 'vrrp_auth_pass with brace', content: gv('vrrp_auth_pass="pa}ss"'), line: 6, variable: 'vrrp_auth_pass', message: /value hidden/, secret: 'pa}ss' },
+  { name: 'vrrp_auth_pass with an IPv6 VIP', content: `[masters]\nm1 ansible_host=fd00::1\nm2 ansible_host=fd00::2\n[masters:vars]\nvip=fd00::9\nvrrp_auth_pass=Secr3t`, line: 6, variable: 'vrrp_auth_pass', message: /cannot be used with an IPv6 VIP/, secret: 'Secr3t' },
   { name: 'vrrp_auth_pass empty', content: gv('vrrp_auth_pass='), line: 6, variable: 'vrrp_auth_pass', message: /value hidden/ },
   { name: 'vrrp_auth_pass differs', content: h1('vrrp_auth_pass=Hunter22').replace(M2, `${M2} vrrp_auth_pass=Zebra777`), line: 3, variable: 'vrrp_auth_pass', message: /must be identical on all masters.*values hidden/, secret: 'Zebra777' },
   { name: 'vrrp_auth_pass typo', content: gv('vrrp_auth_pas=Hunter22'), line: 6, variable: 'vrrp_auth_pas', message: /did you mean vrrp_auth_pass\?/, secret: 'Hunter22' },
