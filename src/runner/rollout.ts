@@ -8,6 +8,7 @@ import { waitForGate } from '../gates/wait.js';
 import { planHost } from '../plan.js';
 import type { Playbook } from '../playbook.js';
 import type { ClusterSpec, HeldCommand, HostFacts, HostPlan, HostRecap, HostSpec, Remote, RunEvent, StepStatus } from '../types.js';
+import { isSudoPasswordRequired, isSudoPasswordWrong } from '../ssh/command.js';
 import { LOCKED_EXIT, READY_MARK, lockScript } from './lock.js';
 import { gateTiming } from './timing.js';
 
@@ -79,9 +80,12 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
               hint: 'wait for the other run to finish (its lock goes away when it ends or dies), then rerun',
             });
           }
-          throw new HostStepError(s.spec.name, 'facts', `reading the host's facts failed (exit ${held.code})`, {
+          const sudo = isSudoPasswordRequired(held.stderr) || isSudoPasswordWrong(held.stderr);
+          throw new HostStepError(s.spec.name, 'facts', sudo ? `sudo on the host did not accept the become credentials` : `reading the host's facts failed (exit ${held.code})`, {
             seen: (held.stderr || held.stdout).trim(),
-            hint: 'the facts command needs a POSIX sh, flock, ip and systemctl on the host',
+            hint: sudo
+              ? `sudo requires a password for ${s.spec.user}: pass it with --ask-become-pass or KHA_BECOME_PASS, or give the user NOPASSWD sudo`
+              : 'the facts command needs a POSIX sh, flock, ip and systemctl on the host',
           });
         }
         s.lock = held;
