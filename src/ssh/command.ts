@@ -30,7 +30,8 @@ export function wrapCommand(script: string, become: boolean, withPassword: boole
 
 export type SudoEvent = 'password' | 'started' | 'wrong-password';
 
-export const WRONG_PASSWORD_NOTE = 'kha-deploy: sudo asked for the become password again: it was not accepted';
+export const WRONG_PASSWORD_NOTE = 'kha-deploy: sudo asked for the become password again: it was not accepted (check KHA_BECOME_PASS)';
+export const PASSWORD_REQUIRED_NOTE = 'kha-deploy: sudo on this host needs a password: set KHA_BECOME_PASS or rerun with --ask-become-pass';
 
 /**
  * Watches a `sudo -S -p PROMPT` command's stderr. Emits 'password' at the first prompt (write the
@@ -85,6 +86,12 @@ export class SudoPromptWatcher {
 /** True when `sudo -n` refused because the host wants a password (no NOPASSWD, no cached credentials). */
 export function isSudoPasswordRequired(stderr: string): boolean {
   return /sudo: (a password is required|a terminal is required to read the password)/.test(stderr);
+}
+
+/** stderr of a `sudo -n` command, with a note saying how to give the password when sudo wanted one. */
+export function withSudoNote(stderr: string): string {
+  if (!isSudoPasswordRequired(stderr) || stderr.includes(PASSWORD_REQUIRED_NOTE)) return stderr;
+  return `${stderr}${stderr === '' || stderr.endsWith('\n') ? '' : '\n'}${PASSWORD_REQUIRED_NOTE}\n`;
 }
 
 /** True when the become password was refused (sudo prompted a second time). */

@@ -6,7 +6,7 @@ import net from 'node:net';
 import ssh2, { type Client, type ClientChannel, type Ssh2Error } from 'ssh2';
 import { ConnectError, HostStepError } from '../errors.js';
 import type { HeldCommand, Remote, RemoteResult, RunOptions } from '../types.js';
-import { SudoPromptWatcher, findReadyLine, maskSecrets, wrapCommand } from './command.js';
+import { SudoPromptWatcher, findReadyLine, maskSecrets, withSudoNote, wrapCommand } from './command.js';
 import { networkError, sshError, type ConnectContext } from './connect-errors.js';
 import { createHostVerifier, endpointOf } from './host-keys.js';
 import { planAuth } from './keys.js';
@@ -336,7 +336,7 @@ export class SshSession implements Remote {
           code,
           signal,
           stdout: Buffer.concat(stdout).toString('utf8'),
-          stderr: watcher ? watcher.text() : Buffer.concat(stderr).toString('utf8'),
+          stderr: watcher ? watcher.text() : this.opts.become ? withSudoNote(Buffer.concat(stderr).toString('utf8')) : Buffer.concat(stderr).toString('utf8'),
         });
       });
       if (!watcher) feedInput();

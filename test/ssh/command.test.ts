@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { SudoPromptWatcher, WRONG_PASSWORD_NOTE, findReadyLine, isSudoPasswordRequired, maskSecrets, wrapCommand } from '../../src/ssh/command.js';
+import {
+  PASSWORD_REQUIRED_NOTE,
+  SudoPromptWatcher,
+  WRONG_PASSWORD_NOTE,
+  findReadyLine,
+  isSudoPasswordRequired,
+  maskSecrets,
+  withSudoNote,
+  wrapCommand,
+} from '../../src/ssh/command.js';
 import { Semaphore } from '../../src/ssh/semaphore.js';
 import { shellQuote } from '../../src/shell.js';
 
@@ -58,6 +67,15 @@ describe('helpers', () => {
     assert.equal(isSudoPasswordRequired('sudo: a password is required\n'), true);
     assert.equal(isSudoPasswordRequired('sudo: a terminal is required to read the password; either use the -S option'), true);
     assert.equal(isSudoPasswordRequired('permission denied'), false);
+  });
+
+  it('withSudoNote tells how to give the password, once', () => {
+    const noted = withSudoNote('sudo: a password is required');
+    assert.equal(noted, `sudo: a password is required\n${PASSWORD_REQUIRED_NOTE}\n`);
+    assert.match(noted, /KHA_BECOME_PASS.*--ask-become-pass/);
+    assert.equal(withSudoNote(noted), noted);
+    assert.equal(withSudoNote('other\n'), 'other\n');
+    assert.ok(isSudoPasswordRequired(noted));
   });
 
   it('findReadyLine needs a whole line', () => {

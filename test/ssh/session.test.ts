@@ -266,6 +266,7 @@ describe('become', () => {
       const r = await s.run('id -u');
       assert.equal(r.code, 1);
       assert.ok(isSudoPasswordRequired(r.stderr));
+      assert.match(r.stderr, /^sudo: a password is required\nkha-deploy: .*KHA_BECOME_PASS.*--ask-become-pass\n$/);
       assert.equal(server.execs.at(-1), "sudo -n -- sh -c 'id -u'");
     });
     server.env = { FAKE_SUDO_NOPASSWD: '1' };
