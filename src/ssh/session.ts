@@ -329,7 +329,14 @@ export class SshSession implements Remote {
         code = c ?? null;
         signal = s ?? null;
       });
-      ch.on('close', () => {
+      // ssh2 may emit 'exit' before these listeners exist (a fast command's whole reply can arrive
+      // with the channel confirmation); 'close' repeats the exit status, so take it from there too.
+      ch.on('close', (c?: number | null, s?: string) => {
+        if (!exited && (c !== undefined || s !== undefined)) {
+          exited = true;
+          code = c ?? null;
+          signal = s ?? null;
+        }
         this.pending.delete(fail);
         if (!exited && this.ended) return fail(this.lastError); // channel torn down with the connection
         resolve({
