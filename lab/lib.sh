@@ -38,6 +38,29 @@ dc() {
   fi
 }
 
+# Debian packages the lab needs on the machine.
+LAB_PACKAGES=(docker.io docker-compose debootstrap apt-cacher-ng openssh-client openssl iproute2)
+
+pkg_installed() { dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed; }
+
+# ensure_packages PKG...: installs the missing ones from Debian's archive (as root), keeping
+# their maintainer scripts from starting services (the lab starts dockerd/apt-cacher-ng itself).
+ensure_packages() {
+  local p missing=() policy=""
+  for p in "$@"; do pkg_installed "$p" || missing+=("$p"); done
+  ((${#missing[@]})) || return 0
+  [[ $(id -u) == 0 ]] || die "missing Debian packages: ${missing[*]} (install them as root: apt-get install ${missing[*]})"
+  log "installing Debian packages: ${missing[*]}"
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy=1
+  fi
+  local rc=0
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } >&2 || rc=$?
+  [[ -n "$policy" ]] && rm -f /usr/sbin/policy-rc.d
+  ((rc == 0)) || die "installing ${missing[*]} failed"
+  for p in "${missing[@]}"; do pkg_installed "$p" || die "$p is still not installed"; done
+}
+
 docker_running() { docker info >/dev/null 2>&1; }
 
 # Start dockerd in the background when no engine answers. Prints nothing on stdout; records the

@@ -36,9 +36,13 @@ if ((wait_only)); then
   exit 0
 fi
 
-for cmd in docker ssh-keygen openssl; do
-  command -v "$cmd" >/dev/null 2>&1 || die "$cmd is not installed"
-done
+# What the lab needs on this machine (installed from Debian's packages when missing, as root).
+# A Docker engine that already answers is used as it is.
+if docker_running; then
+  ensure_packages debootstrap openssh-client openssl iproute2 $([[ "${LAB_APT_PROXY:-acng}" == none ]] || echo apt-cacher-ng)
+else
+  ensure_packages "${LAB_PACKAGES[@]}"
+fi
 if ! docker_running; then
   ensure_dockerd
   log "note: this dockerd (pid $(cat "$DOCKERD_PIDFILE")) keeps running after the lab is down; stop it with: kill $(cat "$DOCKERD_PIDFILE")"
