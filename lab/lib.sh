@@ -72,19 +72,28 @@ ensure_dockerd() {
   log "starting dockerd (log: $LOG_DIR/dockerd.log)"
   # --bridge=none: no default docker0 bridge on 172.17/16; the lab uses its own network and
   # image builds use the host network (apt through the local apt-cacher-ng).
+  local pid i
   setsid dockerd --bridge=none >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null &
-  echo $! >"$DOCKERD_PIDFILE"
-  local i
+  pid=$!
   for i in $(seq 1 60); do
-    if docker_running; then log "dockerd up (pid $(cat "$DOCKERD_PIDFILE"))"; return 0; fi
-    kill -0 "$(cat "$DOCKERD_PIDFILE")" 2>/dev/null || { tail -20 "$LOG_DIR/dockerd.log" >&2; die "dockerd exited"; }
+    if docker_running; then
+      echo "$pid" >"$DOCKERD_PIDFILE"
+      log "dockerd up (pid $pid)"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || { tail -20 "$LOG_DIR/dockerd.log" >&2; die "dockerd exited"; }
     sleep 0.5
   done
+  kill "$pid" 2>/dev/null || true
   die "dockerd did not answer within 30 s (see $LOG_DIR/dockerd.log)"
 }
 
+# True when the PID in $ACNG_PIDFILE is a live apt-cacher-ng (not a stale file or a reused PID).
 acng_running() {
-  [[ -s "$ACNG_PIDFILE" ]] && kill -0 "$(cat "$ACNG_PIDFILE")" 2>/dev/null
+  local pid
+  [[ -s "$ACNG_PIDFILE" ]] || return 1
+  pid=$(tr -dc 0-9 <"$ACNG_PIDFILE")
+  [[ -n "$pid" && "$(cat "/proc/$pid/comm" 2>/dev/null)" == apt-cacher-ng ]]
 }
 
 # apt-cacher-ng with the lab's own config (no remapping), listening on all addresses so that
