@@ -4,6 +4,7 @@
 #   bash lab/down.sh [--purge]    --purge also deletes lab/.state/ (key, CA, certificates)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lab_lock
 purge=0
 [[ "${1:-}" == --purge ]] && purge=1
 if docker_running; then

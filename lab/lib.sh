@@ -61,6 +61,17 @@ ensure_packages() {
   for p in "${missing[@]}"; do pkg_installed "$p" || die "$p is still not installed"; done
 }
 
+# One lab/up.sh or lab/down.sh at a time on this machine (the hosts' names are machine-wide).
+# Daemons started under the lock get fd 9 closed, so they never hold it.
+lab_lock() {
+  mkdir -p "$RUN_DIR"
+  exec 9>"$RUN_DIR/lab.lock"
+  if ! flock -n 9; then
+    log "waiting for another lab/up.sh or lab/down.sh to finish"
+    flock -w 900 9 || die "$RUN_DIR/lab.lock is still held after 15 min"
+  fi
+}
+
 docker_running() { docker info >/dev/null 2>&1; }
 
 # Start dockerd in the background when no engine answers. Prints nothing on stdout; records the
@@ -73,7 +84,7 @@ ensure_dockerd() {
   # --bridge=none: no default docker0 bridge on 172.17/16; the lab uses its own network and
   # image builds use the host network (apt through the local apt-cacher-ng).
   local pid i
-  setsid dockerd --bridge=none >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null &
+  setsid dockerd --bridge=none >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null 9>&- &
   pid=$!
   for i in $(seq 1 60); do
     if docker_running; then
@@ -109,7 +120,7 @@ ensure_acng() {
   mkdir -p "$RUN_DIR" "$LOG_DIR/acng" "$ACNG_CACHE"
   log "starting apt-cacher-ng on :$ACNG_PORT (cache $ACNG_CACHE)"
   apt-cacher-ng -c "$LAB_DIR/acng" ForeGround=0 Port="$ACNG_PORT" BindAddress=0.0.0.0 \
-    PidFile="$ACNG_PIDFILE" CacheDir="$ACNG_CACHE" LogDir="$LOG_DIR/acng" </dev/null >>"$LOG_DIR/acng/stdout.log" 2>&1 \
+    PidFile="$ACNG_PIDFILE" CacheDir="$ACNG_CACHE" LogDir="$LOG_DIR/acng" </dev/null >>"$LOG_DIR/acng/stdout.log" 2>&1 9>&- \
     || die "apt-cacher-ng failed to start"
   local i
   for i in $(seq 1 40); do

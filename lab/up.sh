@@ -13,6 +13,7 @@
 #   Env: LAB_APT_PROXY=none  no apt-cacher-ng; hosts then have no way to Debian's archive.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lab_lock
 
 fresh=0 wait_only=0 mode=vip names=()
 [[ "${LAB_CERT_NO_VIP:-0}" == 1 ]] && mode=novip
