@@ -98,6 +98,37 @@ describe('lab smoke', { concurrency: false }, () => {
     assert.equal(after, before + 1);
   });
 
+  it('VRRP multicast (224.0.0.18, IP protocol 112) from one host reaches the others', async () => {
+    // What keepalived needs: raw protocol-112 packets to the VRRP group across the lab bridge.
+    const recv = [
+      'import socket, struct, sys',
+      's = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)',
+      "s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack('4s4s', socket.inet_aton('224.0.0.18'), socket.inet_aton(sys.argv[1])))",
+      's.settimeout(6)',
+      'try:',
+      '    while True:',
+      '        data, addr = s.recvfrom(2048)',
+      "        if data[20:28] == b'kha-lab!':",
+      "            print('from', addr[0]); break",
+      'except socket.timeout:',
+      "    print('nothing')",
+    ].join('\n');
+    const send = [
+      'import socket, sys, time',
+      's = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)',
+      's.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)',
+      's.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1]))',
+      'for _ in range(8):',
+      "    s.sendto(b'kha-lab!', ('224.0.0.18', 0)); time.sleep(0.25)",
+    ].join('\n');
+    const [m1, m2, m3] = lab.hosts;
+    const receivers = [m2!, m3!].map((h) => hostExec(h.name, `python3 - ${h.address}`, { stdin: recv }));
+    await new Promise((res) => setTimeout(res, 700));
+    const s = await hostExec(m1!.name, `python3 - ${m1!.address}`, { stdin: send });
+    assert.equal(s.code, 0, s.stderr);
+    for (const r of await Promise.all(receivers)) assert.equal(r.stdout.trim(), `from ${m1!.address}`, r.stderr);
+  });
+
   it('the VIP is held by nobody and nothing answers on it', async () => {
     assert.deepEqual(await vipHolders(), []);
     const r = await hostExec('master1', `timeout 2 bash -c '</dev/tcp/${lab.vip}/8443' 2>&1; echo "rc=$?"`);
