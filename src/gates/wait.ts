@@ -2,6 +2,7 @@
 // should be and kubectl answers through it, or the deadline passes; then say why not.
 import pRetry, { AbortError } from 'p-retry';
 import { GateError, HostStepError } from '../errors.js';
+import { shellQuote } from '../shell.js';
 import type { ClusterSpec, InterfaceFacts, Remote, RunEvent } from '../types.js';
 import { vipSubnetProblem } from './subnet.js';
 import {
@@ -113,6 +114,18 @@ async function journal(remote: Remote | undefined, unit: string): Promise<string
   }
 }
 
+/** MAC of whoever answered ARP/NDP for the VIP on this host (kubectl just tried to reach it). */
+async function vipNeighbour(remote: Remote | undefined, vip: string): Promise<string | undefined> {
+  if (!remote) return undefined;
+  try {
+    const res = await remote.run(`ip neigh show ${shellQuote(vip)}`, { label: 'ip neigh show VIP' });
+    const m = /lladdr\s+([0-9a-f:]+)\s+(?:\S+\s+)*?(REACHABLE|STALE|DELAY|PROBE|PERMANENT)/i.exec(res.stdout);
+    return m?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
 /** Turn the last observation into an error an operator can act on. */
 async function explain(opts: GateOptions, last: NotYet): Promise<GateError> {
   const { spec } = opts;
@@ -138,7 +151,11 @@ async function explain(opts: GateOptions, last: NotYet): Promise<GateError> {
         ? `${target} holds the VIP although ${opts.expectedHolder} has the highest priority: check its keepalived.conf priority and that both run the same instance; an address conflict outside the masters can also cause this`
         : `check 'journalctl -u keepalived' on ${opts.expectedHolder ?? opts.host} and that no other machine on the subnet owns ${spec.vip}`;
     let message = `${v.message} after ${secs}s`;
-    if (diag) {
+    const owner = v.kind === 'nobody' ? await vipNeighbour(byHost.get(opts.expectedHolder ?? opts.host), spec.vip) : undefined;
+    if (owner) {
+      message += `; another machine answers for ${spec.vip} (MAC ${owner}): it is not one of the masters in this run`;
+      hint = `find the machine with MAC ${owner} and free the address, or choose an unused vip; if it is a master left out with --limit, include it`;
+    } else if (diag) {
       message += `; ${diag.message}`;
       hint = diag.hint;
     } else if (subnet) {

@@ -211,7 +211,6 @@ async function settleAll(
 ): Promise<void> {
   const results = await Promise.allSettled(tasks);
   const errors = results.flatMap((r, i) => (r.status === 'rejected' ? [wrap(i, r.reason)] : []));
-  if (errors.length === 1) throw errors[0]!;
-  if (errors.length > 1) throw new ManyErrors(errors, `${errors.length} masters failed; ${summary}`);
+  if (errors.length > 0) throw new ManyErrors(errors, `${errors.length} master${errors.length === 1 ? '' : 's'} failed; ${summary}`);
 }
 
