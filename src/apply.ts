@@ -90,7 +90,7 @@ export function serviceScript(op: Extract<Operation, { op: 'service' }>): string
   }
   if (op.action !== 'enable') {
     // A unit can die right after start/reload (bad bind, missing /run/haproxy): look twice.
-    lines.push(`sleep 1`, `systemctl is-active --quiet ${u} || { echo "${op.unit} is not active after ${op.action}" >&2; exit 3; }`);
+    lines.push(`sleep 0.5`, `systemctl is-active --quiet ${u} || { echo "${op.unit} is not active after ${op.action}" >&2; exit 3; }`);
   }
   if (op.recordApplied) {
     lines.push(`mkdir -p ${STATE_DIR}`, `printf '%s\\n' ${shellQuote(op.recordApplied)} > ${STATE_DIR}/${op.unit}.applied`);

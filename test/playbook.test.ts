@@ -56,9 +56,9 @@ describe('the packaged playbook', () => {
 
   it('declares the gates per role', () => {
     assert.deepEqual(pb.gates, {
-      primary: { checks: ['vip-on-primary', 'kubectl-via-vip'], timeoutSeconds: 90, intervalSeconds: 2 },
-      backup: { checks: ['vip-still-on-primary-only', 'kubectl-via-vip'], timeoutSeconds: 60, intervalSeconds: 2 },
-      final: { checks: ['vip-on-primary', 'kubectl-via-vip'], timeoutSeconds: 60, intervalSeconds: 2 },
+      primary: { checks: ['vip-on-primary', 'kubectl-via-vip'], timeoutSeconds: 90, intervalSeconds: 0.5 },
+      backup: { checks: ['vip-still-on-primary-only', 'kubectl-via-vip'], timeoutSeconds: 60, intervalSeconds: 1 },
+      final: { checks: ['vip-on-primary', 'kubectl-via-vip'], timeoutSeconds: 60, intervalSeconds: 1 },
     });
   });
 });
@@ -97,7 +97,7 @@ describe('parsePlaybook refuses', () => {
   it('a validator without {file}', () => refuses(edit('haproxy -c -f {file}', 'haproxy -c -f /etc/haproxy/haproxy.cfg'), /files\.haproxy\.validate: must contain \{file\}/));
   it('a relative managed path', () => refuses(edit('path: /etc/haproxy/haproxy.cfg', 'path: haproxy.cfg'), /files\.haproxy\.path: 'haproxy\.cfg' is not an absolute path/));
   it('a missing template file', () => refuses(edit('template: templates/haproxy.cfg.tmpl', 'template: templates/nope.tmpl'), /files\.haproxy\.template: cannot read .*nope\.tmpl/));
-  it('an interval longer than the timeout', () => refuses(edit('    interval_seconds: 2\n  backup:', '    interval_seconds: 200\n  backup:'), /gates\.primary: interval_seconds is longer than timeout_seconds/));
+  it('an interval longer than the timeout', () => refuses(edit('    interval_seconds: 0.5\n  backup:', '    interval_seconds: 200\n  backup:'), /gates\.primary: interval_seconds is longer than timeout_seconds/));
   it('an unknown gate check', () => refuses(edit('checks: [vip-on-primary, kubectl-via-vip]', 'checks: [vip-on-primary, ping]'), /gates\.primary\.checks\[1\]: must be one of/));
   it('a negative backups count', () => refuses(edit('backups: 5', 'backups: -1'), /backups: must be an integer from 0 to 100/));
   it('a package name with shell syntax', () => refuses(edit('haproxy: haproxy\n', 'haproxy: "haproxy; reboot"\n'), /packages\.haproxy: 'haproxy; reboot' is not a package name/));

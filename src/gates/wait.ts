@@ -34,6 +34,8 @@ export interface GateOptions {
   /** Facts of the expected holder's interfaces, for diagnosing a VIP that never arrives. */
   interfaces?: InterfaceFacts[] | undefined;
   signal?: AbortSignal | undefined;
+  /** Poll addresses alone until the VIP is placed, then add kubectl (for a primary just started). */
+  vipFirst?: boolean;
 }
 
 class NotYet extends Error {
@@ -45,10 +47,10 @@ class NotYet extends Error {
   }
 }
 
-async function observeAll(opts: GateOptions): Promise<HostObservation[]> {
+async function observeAll(opts: GateOptions, kubectl: boolean): Promise<HostObservation[]> {
   return Promise.all(
     opts.remotes.map(async (r) => {
-      const withKubectl = opts.kubectlOn.includes(r.host);
+      const withKubectl = kubectl && opts.kubectlOn.includes(r.host);
       let res;
       try {
         res = await r.run(observeScript(opts.spec, withKubectl), { label: `observe VIP${withKubectl ? ' + kubectl version' : ''}` });
@@ -71,8 +73,14 @@ export async function waitForGate(opts: GateOptions): Promise<string> {
   try {
     return await pRetry(
       async () => {
-        const obs = await observeAll(opts);
-        const verdict = judgePlacement(obs, opts.spec.vip, opts.expectedHolder, opts.expectedInterface);
+        // While the VIP is expected to be absent still (a primary coming up), look at addresses only:
+        // kubectl towards a VIP nobody holds waits seconds for ARP. Once it is placed, check both at once.
+        let obs = await observeAll(opts, !opts.vipFirst);
+        let verdict = judgePlacement(obs, opts.spec.vip, opts.expectedHolder, opts.expectedInterface);
+        if (opts.vipFirst && verdict.ok) {
+          obs = await observeAll(opts, true);
+          verdict = judgePlacement(obs, opts.spec.vip, opts.expectedHolder, opts.expectedInterface);
+        }
         const kubectlOk = opts.kubectlOn.every((h) => obs.find((o) => o.host === h)?.kubectl?.ok);
         if (verdict.ok && kubectlOk) return verdict.holder;
         throw new NotYet(verdict, obs);

@@ -155,6 +155,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
             expectedHolder: states.has(spec.primary) ? spec.primary : undefined,
             expectedInterface: role === 'primary' ? (s.spec.vipInterface ?? s.facts!.routeInterface ?? undefined) : undefined,
             kubectlOn: [name],
+            vipFirst: role === 'primary',
             timeoutMs: t.timeoutMs,
             intervalMs: t.intervalMs,
             emit,
