@@ -126,7 +126,6 @@ async function deploy(args: DeployArgs): Promise<number> {
     else lines(e);
   };
   emit({ type: 'inventory', spec });
-  if (tty) out(`${spec.primaryReason}`);
 
   const abort = new AbortController();
   let interrupts = 0;

@@ -56,7 +56,7 @@ export function listrUi(order: string[], primary: string): { emit: (e: RunEvent)
           const w: Waiter = {
             resolve: (msg) => {
               const c = counts.get(s.key);
-              if (c && s.key.startsWith('host:')) task.title = `${s.title}: ok=${c.ok} changed=${c.changed}`;
+              if (c && s.key.startsWith('host:')) task.title = `${s.title}: ${c.changed} step(s) changed, ${c.ok} already right`;
               if (msg) task.skip(msg);
               resolve();
             },
