@@ -13,6 +13,7 @@ import { recapText, summarize } from './report/recap.js';
 import { textUi } from './report/text-ui.js';
 import { runRollout } from './runner/rollout.js';
 import { readSecret } from './secrets.js';
+import { checkKeyFile } from './ssh/keys.js';
 import { connect } from './ssh/session.js';
 import type { HostSpec, RunEvent } from './types.js';
 
@@ -112,6 +113,9 @@ async function deploy(args: DeployArgs): Promise<number> {
   try {
     becomePassword = await readSecret('KHA_BECOME_PASS', args.askBecomePass ? 'sudo password (become): ' : undefined);
     passphrase = await readSecret('KHA_SSH_PASSPHRASE', undefined);
+    if (passphrase === undefined && !process.env.SSH_AUTH_SOCK && process.stdin.isTTY && (await anyKeyEncrypted(hosts))) {
+      passphrase = await readSecret('KHA_SSH_PASSPHRASE', 'passphrase for the SSH private key: ');
+    }
   } catch (err) {
     return fail(err, json, secrets);
   }
@@ -177,6 +181,13 @@ async function deploy(args: DeployArgs): Promise<number> {
     out(recapText(summary));
   }
   return code;
+}
+
+/** An encrypted key file without a passphrase: ask once on the terminal rather than fail on every host. */
+async function anyKeyEncrypted(hosts: HostSpec[]): Promise<boolean> {
+  const files = [...new Set(hosts.flatMap((h) => (h.privateKeyFile ? [h.privateKeyFile] : [])))];
+  const checks = await Promise.all(files.map((f) => checkKeyFile(f)));
+  return checks.some((c) => !c.ok && c.reason === 'encrypted');
 }
 
 function withGateTimeout(playbook: Playbook, seconds: number): Playbook {
