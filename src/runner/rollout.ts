@@ -149,7 +149,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
         try {
           vipHolder = await waitForGate({
             spec,
-            gate: role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary',
+            gate: role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only',
             host: name,
             remotes: remotes(),
             expectedHolder: states.has(spec.primary) ? spec.primary : undefined,
