@@ -161,7 +161,7 @@ function parseUnit(host: string, unit: ManagedUnit, lines: string[]): UnitFacts 
 const ADDR_LINE = /^\d+:\s+([^\s@:]+)(?:@\S+)?:?\s+(inet6?)\s+(\S+)/;
 const LINK_LINE = /^\d+:\s+([^\s@:]+)(?:@\S+)?:?\s+link\//;
 
-function parseAddrs(host: string, lines: string[]): InterfaceFacts[] {
+export function parseAddrs(host: string, lines: string[]): InterfaceFacts[] {
   const byName = new Map<string, string[]>();
   for (const l of lines) {
     const m = ADDR_LINE.exec(l);
@@ -180,6 +180,12 @@ function parseAddrs(host: string, lines: string[]): InterfaceFacts[] {
     throw new Error(`facts from ${host}: unexpected line in ip -o addr output: ${JSON.stringify(l)}`);
   }
   return [...byName].map(([name, addrs]) => ({ name, addrs }));
+}
+
+/** Names of the interfaces that carry `addr` (IPv6 compared in canonical form). */
+export function interfacesWith(interfaces: readonly InterfaceFacts[], addr: string): string[] {
+  const want = canonicalAddress(addr);
+  return interfaces.filter((i) => i.addrs.some((a) => canonicalAddress(a.split('/')[0]!) === want)).map((i) => i.name);
 }
 
 /** The `dev X` of `ip -o route get VIP`, or null when there is no route. */
@@ -249,8 +255,7 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
   const osId = unquote(kv.get('os.id') ?? '');
   const family = osFamily(osId, unquote(kv.get('os.id_like') ?? ''));
   const interfaces = parseAddrs(host, sections.get('ip-addr')!);
-  const want = canonicalAddress(vip);
-  const vipOn = interfaces.filter((i) => i.addrs.some((a) => canonicalAddress(a.split('/')[0]!) === want)).map((i) => i.name);
+  const vipOn = interfacesWith(interfaces, vip);
   // The route to a local VIP goes through `lo`: the interface holding it is the one keepalived uses.
   const dev = routeDev(sections.get('ip-route')!);
   const routeInterface = vipOn.find((n) => n !== 'lo') ?? (dev !== null && dev !== 'lo' ? dev : null);

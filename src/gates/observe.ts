@@ -1,4 +1,5 @@
 // Pure side of the gates: the one command a gate runs on a host, and what its output means.
+import { interfacesWith, parseAddrs } from '../facts.js';
 import { shellQuote } from '../shell.js';
 import type { ClusterSpec } from '../types.js';
 
@@ -41,26 +42,16 @@ export function observeScript(spec: ClusterSpec, withKubectl: boolean): string {
   return lines.join('\n');
 }
 
-/** Interfaces whose addresses include `vip`, from `ip -o addr` lines. */
-export function interfacesHolding(ipOAddr: string, vip: string): string[] {
-  const out: string[] = [];
-  for (const line of ipOAddr.split('\n')) {
-    const m = /^\d+:\s+(\S+)\s+inet6?\s+([0-9a-fA-F.:]+)\/\d+/.exec(line.trim());
-    if (!m) continue;
-    const iface = m[1]!.replace(/@.*$/, '');
-    if (sameAddress(m[2]!, vip) && !out.includes(iface)) out.push(iface);
-  }
-  return out;
-}
-
-function sameAddress(a: string, b: string): boolean {
-  return a.toLowerCase() === b.toLowerCase();
+/** Interfaces whose addresses include `vip`, from `ip -o addr` lines (the facts module's parser). */
+export function interfacesHolding(ipOAddr: string, vip: string, host = 'host'): string[] {
+  const lines = ipOAddr.split('\n').filter((l) => l.trim() !== '');
+  return interfacesWith(parseAddrs(host, lines), vip);
 }
 
 export function parseObservation(host: string, stdout: string, vip: string): HostObservation {
   const idx = stdout.indexOf(KUBECTL_MARK);
   const addrPart = idx === -1 ? stdout : stdout.slice(0, idx);
-  const obs: HostObservation = { host, vipOn: interfacesHolding(addrPart, vip) };
+  const obs: HostObservation = { host, vipOn: interfacesHolding(addrPart, vip, host) };
   if (idx !== -1) {
     const rest = stdout.slice(idx + KUBECTL_MARK.length);
     const rcAt = rest.lastIndexOf(RC_MARK);

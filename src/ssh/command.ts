@@ -112,5 +112,3 @@ export function findReadyLine(text: string, marker: string): number {
   return -1;
 }
 
-/** Replace each non-empty secret by a mask: verbose command output must never show one. */
-export { redact as maskSecrets } from '../report/redact.js';

@@ -7,7 +7,6 @@ import {
   WRONG_PASSWORD_NOTE,
   findReadyLine,
   isSudoPasswordRequired,
-  maskSecrets,
   withSudoNote,
   wrapCommand,
 } from '../../src/ssh/command.js';
@@ -85,9 +84,6 @@ describe('helpers', () => {
     assert.equal(findReadyLine('xREADY\n', 'READY'), -1);
   });
 
-  it('maskSecrets', () => {
-    assert.equal(maskSecrets('pw=abc abc', ['abc', undefined, '']), 'pw=******** ********');
-  });
 
   it('Semaphore bounds concurrency and hands slots over in order', async () => {
     const sem = new Semaphore(2);
