@@ -24,6 +24,7 @@ export interface ApplyContext {
 interface Replaced {
   path: string;
   backup: string | null;
+  unit: ManagedUnit | undefined;
 }
 
 function tail(text: string, lines = 15): string {
@@ -98,12 +99,6 @@ export function serviceScript(op: Extract<Operation, { op: 'service' }>): string
   return lines.join('\n');
 }
 
-function unitOfPath(path: string): ManagedUnit | undefined {
-  if (path.includes('haproxy.cfg')) return 'haproxy';
-  if (path.includes('keepalived.conf')) return 'keepalived';
-  return undefined;
-}
-
 export class HostApplier {
   private readonly replaced: Replaced[] = [];
   constructor(private readonly ctx: ApplyContext) {}
@@ -157,7 +152,7 @@ export class HostApplier {
         });
       }
       const m = /^backup=(.*)$/m.exec(res.stdout);
-      this.replaced.push({ path: op.path, backup: m?.[1] ? m[1] : null });
+      this.replaced.push({ path: op.path, backup: m?.[1] ? m[1] : null, unit: op.unit });
       return;
     }
     const res = await remote.run(serviceScript(op), { label: `systemctl ${op.action} ${op.unit}` });
@@ -175,7 +170,7 @@ export class HostApplier {
 
   /** Put back the previous config of `unit` written in this run and restart the unit with it. */
   private async rollback(unit: ManagedUnit): Promise<boolean> {
-    const file = [...this.replaced].reverse().find((r) => unitOfPath(r.path) === unit && r.backup);
+    const file = [...this.replaced].reverse().find((r) => r.unit === unit && r.backup);
     if (!file?.backup) return false;
     const script = [
       'set -eu',

@@ -44,7 +44,7 @@ interface Rendered {
 function configStep(step: { id: string; title: string }, r: Rendered, facts: HostFacts, playbook: Playbook, secrets: string[]): PlannedStep {
   if (!r.write) return { id: step.id, title: step.title, ops: [], reason: '' };
   const f = playbook.files[r.unit];
-  const op: Operation = { op: 'write-file', path: r.path, content: r.content, mode: f.mode };
+  const op: Operation = { op: 'write-file', path: r.path, content: r.content, mode: f.mode, unit: r.unit };
   if (f.validate) op.validate = f.validate;
   if (secrets.length > 0) op.secrets = secrets;
   const reason = facts.files[r.path] ? `${r.path.replace(/^.*\//, '')} differs from the rendered one` : `${r.path} is missing`;

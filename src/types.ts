@@ -95,6 +95,8 @@ export type Operation =
       validate?: string;
       /** Secret values the content holds: never shown in diffs or logs. */
       secrets?: string[];
+      /** The service that loads this file: its previous version comes back if that service fails. */
+      unit?: ManagedUnit;
     }
   | {
       op: 'service';

@@ -69,7 +69,7 @@ describe('planHost', () => {
     ]);
     assert.deepEqual(ops(plan, 'rundir')[1], { op: 'run', script: 'mkdir -p -m 0755 /run/haproxy', description: 'create /run/haproxy' });
     assert.equal(reason(plan, 'rundir'), 'nothing recreates /run/haproxy at boot; /run/haproxy is missing (haproxy cannot create its stats socket)');
-    assert.deepEqual(brief(ops(plan, 'haproxy-config')), [{ op: 'write-file', path: HA, content: haHash, mode: '0644', validate: 'haproxy -c -f {file}' }]);
+    assert.deepEqual(brief(ops(plan, 'haproxy-config')), [{ op: 'write-file', path: HA, content: haHash, mode: '0644', unit: 'haproxy', validate: 'haproxy -c -f {file}' }]);
     assert.equal(reason(plan, 'haproxy-config'), '/etc/haproxy/haproxy.cfg is missing');
     assert.deepEqual(brief(ops(plan, 'keepalived-config')), [
       {
@@ -77,6 +77,7 @@ describe('planHost', () => {
         path: KA,
         content: kaHash,
         mode: '0600',
+        unit: 'keepalived',
         validate: 'if keepalived --help 2>&1 | grep -q -e --config-test; then keepalived --config-test --use-file={file}; fi',
         secrets: ['s3cr3tpw'],
       },

@@ -5,7 +5,7 @@ import { HostStepError, InterruptedError, KhaError, LockedError, ManyErrors } fr
 import { HostApplier } from '../apply.js';
 import { factsScript, parseFacts } from '../facts.js';
 import { waitForGate } from '../gates/wait.js';
-import { planHost } from '../plan.js';
+import { planHost, vipInterface } from '../plan.js';
 import type { Playbook } from '../playbook.js';
 import type { ClusterSpec, HeldCommand, HostFacts, HostPlan, HostRecap, HostSpec, Remote, RunEvent, StepStatus } from '../types.js';
 import { isSudoPasswordRequired, isSudoPasswordWrong } from '../ssh/command.js';
@@ -153,7 +153,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
             host: name,
             remotes: remotes(),
             expectedHolder: states.has(spec.primary) ? spec.primary : undefined,
-            expectedInterface: role === 'primary' ? (s.spec.vipInterface ?? s.facts!.routeInterface ?? undefined) : undefined,
+            expectedInterface: role === 'primary' ? vipInterface(s.spec, s.facts!) : undefined,
             kubectlOn: [name],
             vipFirst: role === 'primary',
             timeoutMs: t.timeoutMs,
@@ -180,7 +180,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       host: primary ? spec.primary : order[0]!,
       remotes: remotes(),
       expectedHolder: primary ? spec.primary : undefined,
-      expectedInterface: primary ? (primary.spec.vipInterface ?? primary.facts?.routeInterface ?? undefined) : undefined,
+      expectedInterface: primary?.facts ? vipInterface(primary.spec, primary.facts) : undefined,
       kubectlOn: order,
       timeoutMs: t.timeoutMs,
       intervalMs: t.intervalMs,
