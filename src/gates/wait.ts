@@ -122,11 +122,12 @@ async function journal(remote: Remote | undefined, unit: string): Promise<string
   }
 }
 
-/** MAC of whoever answered ARP/NDP for the VIP on this host (kubectl just tried to reach it). */
-async function vipNeighbour(remote: Remote | undefined, vip: string): Promise<string | undefined> {
+/** MAC of whoever answers ARP/NDP for the VIP, seen from this host after kubectl tried to reach it. */
+async function vipNeighbour(remote: Remote | undefined, spec: ClusterSpec): Promise<string | undefined> {
   if (!remote) return undefined;
   try {
-    const res = await remote.run(`ip neigh show ${shellQuote(vip)}`, { label: 'ip neigh show VIP' });
+    const probe = `{\n${observeScript(spec, true)}\n} >/dev/null 2>&1\nip neigh show ${shellQuote(spec.vip)}`;
+    const res = await remote.run(probe, { label: 'kubectl towards the VIP, then ip neigh show VIP' });
     const m = /lladdr\s+([0-9a-f:]+)\s+(?:\S+\s+)*?(REACHABLE|STALE|DELAY|PROBE|PERMANENT)/i.exec(res.stdout);
     return m?.[1];
   } catch {
@@ -159,7 +160,7 @@ async function explain(opts: GateOptions, last: NotYet): Promise<GateError> {
         ? `${target} holds the VIP although ${opts.expectedHolder} has the highest priority: check its keepalived.conf priority and that both run the same instance; an address conflict outside the masters can also cause this`
         : `check 'journalctl -u keepalived' on ${opts.expectedHolder ?? opts.host} and that no other machine on the subnet owns ${spec.vip}`;
     let message = `${v.message} after ${secs}s`;
-    const owner = v.kind === 'nobody' ? await vipNeighbour(byHost.get(opts.expectedHolder ?? opts.host), spec.vip) : undefined;
+    const owner = v.kind === 'nobody' ? await vipNeighbour(byHost.get(opts.expectedHolder ?? opts.host), spec) : undefined;
     if (owner) {
       message += `; another machine answers for ${spec.vip} (MAC ${owner}): it is not one of the masters in this run`;
       hint = `find the machine with MAC ${owner} and free the address, or choose an unused vip; if it is a master left out with --limit, include it`;
