@@ -153,7 +153,9 @@ systemctl restart keepalived`,
   it('two runs at once: the second refuses; a run killed mid-way leaves no lock behind', async () => {
     const first = startCli(deployArgs(labInventory(['haproxy_balance=leastconn'])));
     await first.waitFor(/== rolling out/);
-    const second = await runCli(deployArgs(lab.inventoryPath));
+    // Freeze the first run while it holds its locks, so the race cannot end before the second starts.
+    first.child.kill('SIGSTOP');
+    const second = await runCli(deployArgs(lab.inventoryPath)).finally(() => first.child.kill('SIGCONT'));
     assert.equal(second.code, 1, describeRun(second));
     assert.match(second.stderr, /another kha-deploy run/);
     assert.match(second.stderr, /kha-deploy pid \d+/);
