@@ -56,6 +56,26 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
   };
   let vipHolder = '';
   let error: unknown;
+  /** The VIP must be on the primary (when it is in this run) and kubectl must answer through it on `kubectlOn`. */
+  const gate = (role: 'primary' | 'backup' | 'final', id: string, host: string, kubectlOn: string[]) => {
+    const primary = states.get(spec.primary);
+    const t = gateTiming(playbook, role);
+    return waitForGate({
+      spec,
+      gate: id,
+      host,
+      remotes: remotes(),
+      expectedHolder: primary ? spec.primary : undefined,
+      expectedInterface: role !== 'backup' && primary?.facts ? vipInterface(primary.spec, primary.facts) : undefined,
+      kubectlOn,
+      vipFirst: role === 'primary',
+      timeoutMs: t.timeoutMs,
+      intervalMs: t.intervalMs,
+      emit,
+      interfaces: primary?.facts?.interfaces,
+      signal: opts.signal,
+    });
+  };
 
   try {
     emit({ type: 'phase', phase: 'connect', message: `connecting to ${order.join(', ')}` });
@@ -104,11 +124,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       await settleAll(
         needPkgs.map(async (s) => {
           const st = s.plan!.steps.find((x) => x.id === 'packages')!;
-          const applier = new HostApplier({ remote: s.remote!, emit, keepBackups: playbook.backups, secrets: opts.secrets });
-          s.statuses.push(await applier.step(st).catch((err) => {
-            s.statuses.push('failed');
-            throw err;
-          }));
+          await record(s, () => new HostApplier({ remote: s.remote!, emit, keepBackups: playbook.backups, secrets: opts.secrets }).step(st));
         }),
         (i, err) => toKhaError(needPkgs[i]!.spec.name, 'packages', err),
         'package installation failed: no configuration was changed',
@@ -135,61 +151,22 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       for (const st of plan.steps) {
         if (st.id === 'packages' && pkgsDone) continue;
         checkAbort();
-        try {
-          const status = await applier.step(st);
-          s.statuses.push(status);
-          changed ||= status === 'changed';
-        } catch (err) {
-          s.statuses.push('failed');
-          throw err;
-        }
+        changed = (await record(s, () => applier.step(st))) === 'changed' || changed;
       }
       if (changed) {
-        const t = gateTiming(playbook, role);
-        try {
-          vipHolder = await waitForGate({
-            spec,
-            gate: role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only',
-            host: name,
-            remotes: remotes(),
-            expectedHolder: states.has(spec.primary) ? spec.primary : undefined,
-            expectedInterface: role === 'primary' ? vipInterface(s.spec, s.facts!) : undefined,
-            kubectlOn: [name],
-            vipFirst: role === 'primary',
-            timeoutMs: t.timeoutMs,
-            intervalMs: t.intervalMs,
-            emit,
-            interfaces: states.get(spec.primary)?.facts?.interfaces,
-            signal: opts.signal,
-          });
-        } catch (err) {
-          s.statuses.push('failed');
-          throw err;
-        }
-        s.statuses.push('ok');
+        await record(s, async () => {
+          vipHolder = await gate(role, role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only', name, [name]);
+          return 'ok';
+        });
       }
     }
 
     checkAbort();
     emit({ type: 'phase', phase: 'done', message: 'final check: VIP placement and kubectl through the VIP on every master' });
-    const t = gateTiming(playbook, 'final');
-    const primary = states.get(spec.primary);
-    vipHolder = await waitForGate({
-      spec,
-      gate: 'final-check',
-      host: primary ? spec.primary : order[0]!,
-      remotes: remotes(),
-      expectedHolder: primary ? spec.primary : undefined,
-      expectedInterface: primary?.facts ? vipInterface(primary.spec, primary.facts) : undefined,
-      kubectlOn: order,
-      timeoutMs: t.timeoutMs,
-      intervalMs: t.intervalMs,
-      emit,
-      interfaces: primary?.facts?.interfaces,
-      signal: opts.signal,
-    });
+    vipHolder = await gate('final', 'final-check', states.has(spec.primary) ? spec.primary : order[0]!, order);
   } catch (err) {
-    error = opts.signal?.aborted && !(err instanceof KhaError && !(err instanceof InterruptedError)) ? interrupted() : err;
+    // After Ctrl-C a host failure is still reported as such; anything else (an aborted wait) is the interrupt.
+    error = opts.signal?.aborted && !(err instanceof KhaError) ? interrupted() : err;
   } finally {
     await Promise.allSettled(all().map((s) => s.lock?.release()));
     await Promise.allSettled(remotes().map((r) => r.close()));
@@ -202,6 +179,18 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     commands: s.remote?.commandCount ?? 0,
   }));
   return error === undefined ? { recap, vipHolder } : { recap, vipHolder, error };
+}
+
+/** Record the status a step or gate ends with on its host, 'failed' when it throws. */
+async function record(s: HostState, work: () => Promise<StepStatus>): Promise<StepStatus> {
+  try {
+    const status = await work();
+    s.statuses.push(status);
+    return status;
+  } catch (err) {
+    s.statuses.push('failed');
+    throw err;
+  }
 }
 
 /** Run all in parallel; when any fails, throw one error naming every failed host. */
