@@ -2,6 +2,7 @@
 // arrived intact and validated on the host; the old file is kept as a timestamped backup; a unit
 // that does not come up after a change gets its previous config back.
 import { HostStepError } from './errors.js';
+import { journalTail } from './journal.js';
 import { redact } from './report/redact.js';
 import { shellQuote } from './shell.js';
 import type { ManagedUnit, Operation, PlannedStep, Remote, RemoteResult, RunEvent, StepStatus } from './types.js';
@@ -157,10 +158,8 @@ export class HostApplier {
     }
     const res = await remote.run(serviceScript(op), { label: `systemctl ${op.action} ${op.unit}` });
     if (res.code === 0) return;
-    const journal = await remote.run(`journalctl -u ${op.unit}.service -n 20 --no-pager -o short-iso 2>&1 || true`, {
-      label: `journalctl -u ${op.unit}`,
-    });
-    const seen = redact(`${seenOf(res)}\n--- journalctl -u ${op.unit}:\n${journal.stdout.trim()}`, secrets);
+    const journal = await journalTail(remote, op.unit, 20);
+    const seen = redact(`${seenOf(res)}\n--- journalctl -u ${op.unit}:\n${journal}`, secrets);
     const restored = await this.rollback(op.unit);
     throw new HostStepError(host, step.id, `${op.unit} did not come up after ${op.action}` + (restored ? `; the previous config was restored and ${op.unit} restarted with it` : ''), {
       seen,

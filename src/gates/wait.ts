@@ -2,6 +2,7 @@
 // should be and kubectl answers through it, or the deadline passes; then say why not.
 import pRetry, { AbortError } from 'p-retry';
 import { GateError, HostStepError } from '../errors.js';
+import { journalTail } from '../journal.js';
 import { shellQuote } from '../shell.js';
 import type { ClusterSpec, InterfaceFacts, Remote, RunEvent } from '../types.js';
 import { vipSubnetProblem } from './subnet.js';
@@ -110,18 +111,6 @@ export async function waitForGate(opts: GateOptions): Promise<string> {
   }
 }
 
-async function journal(remote: Remote | undefined, unit: string): Promise<string> {
-  if (!remote) return '';
-  try {
-    const res = await remote.run(`journalctl -u ${unit} -n 25 --no-pager -o short-iso 2>&1 || true`, {
-      label: `journalctl -u ${unit}`,
-    });
-    return res.stdout.trim();
-  } catch {
-    return '';
-  }
-}
-
 /** MAC of whoever answers ARP/NDP for the VIP, seen from this host after kubectl tried to reach it. */
 async function vipNeighbour(remote: Remote | undefined, spec: ClusterSpec): Promise<string | undefined> {
   if (!remote) return undefined;
@@ -143,7 +132,7 @@ async function explain(opts: GateOptions, last: NotYet): Promise<GateError> {
   const byHost = new Map(opts.remotes.map((r) => [r.host, r]));
   if (!v.ok) {
     if (v.kind === 'split-brain') {
-      const seen = (await Promise.all(v.holders.map(async (h) => `--- ${h}: journalctl -u keepalived\n${await journal(byHost.get(h), 'keepalived')}`))).join('\n');
+      const seen = (await Promise.all(v.holders.map(async (h) => `--- ${h}: journalctl -u keepalived\n${await journalTail(byHost.get(h), 'keepalived', 25)}`))).join('\n');
       return new GateError(opts.host, opts.gate, `${v.message} after ${secs}s`, {
         seen,
         hint:
@@ -152,7 +141,7 @@ async function explain(opts: GateOptions, last: NotYet): Promise<GateError> {
       });
     }
     const target = v.kind === 'wrong-host' ? v.holders[0]! : (opts.expectedHolder ?? opts.host);
-    const jr = await journal(byHost.get(opts.expectedHolder ?? opts.host), 'keepalived');
+    const jr = await journalTail(byHost.get(opts.expectedHolder ?? opts.host), 'keepalived', 25);
     const diag = diagnoseKeepalivedJournal(jr, spec.virtualRouterId);
     const subnet = opts.interfaces && opts.expectedInterface ? vipSubnetProblem(opts.interfaces, opts.expectedInterface, spec.vip) : undefined;
     let hint =
