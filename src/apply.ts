@@ -4,7 +4,7 @@
 import { HostStepError } from './errors.js';
 import { journalTail } from './journal.js';
 import { redact } from './report/redact.js';
-import { shellQuote } from './shell.js';
+import { scriptTag, shellQuote } from './shell.js';
 import type { ManagedUnit, Operation, PlannedStep, Remote, RemoteResult, RunEvent, StepStatus } from './types.js';
 import { sha256Hex } from './plan.js';
 
@@ -44,6 +44,7 @@ export function writeFileScript(op: Extract<Operation, { op: 'write-file' }>, ke
   const hash = sha256Hex(op.content);
   const validate = op.validate ? op.validate.split('{file}').join('"$tmp"') : '';
   return [
+    scriptTag('write', op.path),
     'set -eu',
     `mkdir -p ${dir}`,
     // Leftovers of a run killed with SIGKILL are dot-files nobody reads; remove them first.
@@ -74,7 +75,7 @@ export function serviceScript(op: Extract<Operation, { op: 'service' }>): string
     restart: `systemctl restart ${u}`,
     enable: `systemctl enable ${u}`,
   }[op.action];
-  const lines = ['set -eu'];
+  const lines = [scriptTag('service', op.unit, op.action), 'set -eu'];
   if (op.unit === 'haproxy' && op.action === 'reload') {
     // A reload whose new process cannot bind leaves the old worker serving the old config while
     // systemd still says active: require a new worker (pgrep, where present) to call it done.
@@ -172,6 +173,7 @@ export class HostApplier {
     const file = [...this.replaced].reverse().find((r) => r.unit === unit && r.backup);
     if (!file?.backup) return false;
     const script = [
+      scriptTag('rollback', unit, file.path),
       'set -eu',
       `cp -p ${shellQuote(file.backup)} ${shellQuote(file.path)}`,
       `systemctl restart ${shellQuote(`${unit}.service`)}`,

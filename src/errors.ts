@@ -61,6 +61,27 @@ export class HostStepError extends KhaError {
 /** A gate (VIP placement, kubectl through the VIP) did not pass before its deadline. */
 export class GateError extends HostStepError {}
 
+/** A remote command ran past its deadline; it was ended on the host (its process group). */
+export class DeadlineError extends HostStepError {
+  constructor(
+    host: string,
+    step: string,
+    readonly timeoutMs: number,
+    /** What the command had printed (stdout and stderr) before it was ended. */
+    output: string,
+    opts: { what?: string; hint?: string } = {},
+  ) {
+    super(host, step, `${opts.what ?? 'the command'} did not finish within ${formatSeconds(timeoutMs)}; it was ended on the host`, {
+      seen: output,
+      hint: opts.hint ?? 'see what it printed above: it may wait on a lock, a prompt or the network; fix that on the host and rerun',
+    });
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
+}
+
 /** Could not connect or authenticate. */
 export class ConnectError extends HostStepError {}
 

@@ -3,7 +3,7 @@
 // survives `set -eu` in a wrapper.
 import { isIPv6 } from 'node:net';
 import type { Playbook } from './playbook.js';
-import { shellQuote } from './shell.js';
+import { scriptTag, shellQuote } from './shell.js';
 import type { ClusterSpec, HostFacts, HostSpec, InterfaceFacts, ManagedUnit, PackageManager, UnitFacts } from './types.js';
 
 /** Where apply records the sha256 of the config a unit last loaded through kha-deploy (see src/apply.ts). */
@@ -43,6 +43,7 @@ export function factsScript(spec: ClusterSpec, _host: HostSpec, playbook: Playbo
   // A tmpfiles.d line creating the directory: type d/D/v/q/Q (with modifiers), then the path (/var/run is an alias).
   const tmpfilesRe = `^[[:space:]]*[dDvqQ][^[:space:]]*[[:space:]]+${runDir.startsWith('/run/') ? '(/var)?' : ''}${regexEscape(runDir)}/?([[:space:]]|$)`;
   const lines: string[] = [
+    scriptTag('facts'),
     '{',
     `printf '%s\\n' ${q(FACTS_BEGIN)}`,
     // os-release is shell syntax, but sourcing it would run code: read the two lines as text.

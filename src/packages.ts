@@ -1,7 +1,7 @@
 // Package installation plans per package manager. Only missing packages are installed: apt-get
 // would otherwise upgrade (and restart) an installed one as a side effect.
 import { stepOf, type Playbook } from './playbook.js';
-import { shellJoin } from './shell.js';
+import { scriptTag, shellJoin } from './shell.js';
 import type { HostFacts, ManagedUnit, PackageManager, PlannedStep } from './types.js';
 
 const POLICY_RC = '/usr/sbin/policy-rc.d';
@@ -14,6 +14,7 @@ const POLICY_RC = '/usr/sbin/policy-rc.d';
 export function aptInstallScript(packages: readonly string[]): string {
   const pkgs = shellJoin(packages);
   return [
+    scriptTag('packages', 'apt', ...packages),
     'export DEBIAN_FRONTEND=noninteractive',
     // needrestart (Ubuntu, Debian) would otherwise restart unrelated services after library updates.
     'export NEEDRESTART_MODE=l',
@@ -32,11 +33,11 @@ export function aptInstallScript(packages: readonly string[]): string {
 }
 
 export function dnfInstallScript(packages: readonly string[]): string {
-  return `dnf install -y ${shellJoin(packages)}`;
+  return `${scriptTag('packages', 'dnf', ...packages)}\ndnf install -y ${shellJoin(packages)}`;
 }
 
 export function yumInstallScript(packages: readonly string[]): string {
-  return `yum install -y ${shellJoin(packages)}`;
+  return `${scriptTag('packages', 'yum', ...packages)}\nyum install -y ${shellJoin(packages)}`;
 }
 
 const SCRIPT: Record<PackageManager, { tool: string; script: (p: readonly string[]) => string }> = {

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { packagesStep } from './packages.js';
 import { stepOf, type Playbook, type StepId } from './playbook.js';
 import { renderHaproxy, renderKeepalived, renderTmpfiles } from './render.js';
-import { shellQuote } from './shell.js';
+import { scriptTag, shellQuote } from './shell.js';
 import type { ClusterSpec, HostFacts, HostPlan, HostSpec, ManagedUnit, Operation, PlannedStep } from './types.js';
 
 export function sha256Hex(text: string): string {
@@ -110,7 +110,7 @@ export function planHost(spec: ClusterSpec, host: HostSpec, facts: HostFacts, pl
         reasons.push(facts.runDirPersistent ? `${tmpfiles.path} differs from the rendered one` : `nothing recreates ${playbook.runDir} at boot`);
       }
       if (!facts.runDirExists) {
-        ops.push({ op: 'run', script: `mkdir -p -m 0755 ${shellQuote(playbook.runDir)}`, description: `create ${playbook.runDir}` });
+        ops.push({ op: 'run', script: `${scriptTag('rundir', playbook.runDir)}\nmkdir -p -m 0755 ${shellQuote(playbook.runDir)}`, description: `create ${playbook.runDir}` });
         reasons.push(`${playbook.runDir} is missing (haproxy cannot create its stats socket)`);
       }
       return { id: step.id, title: step.title, ops, reason: reasons.join('; ') };

@@ -12,3 +12,13 @@ export function shellQuote(value: string): string {
 export function shellJoin(words: readonly string[]): string {
   return words.map(shellQuote).join(' ');
 }
+
+/**
+ * First line of every script kha-deploy sends: `# kha-deploy KIND ARG…`. It names the operation in
+ * `-v` output and on the host, and lets the in-memory host model of the unit tests dispatch on it.
+ */
+export function scriptTag(kind: string, ...args: (string | number)[]): string {
+  const words = [kind, ...args.map(String)];
+  if (words.some((w) => /[\s\0]/.test(w) || w === '')) throw new Error(`script tag words must be non-empty and without whitespace: ${JSON.stringify(words)}`);
+  return `# kha-deploy ${words.join(' ')}`;
+}

@@ -141,15 +141,30 @@ export interface RemoteResult {
 export interface RunOptions {
   /** Bytes written to the command's stdin, then stdin is closed. */
   stdin?: string;
-  /** Shown instead of the script in verbose output and errors (e.g. when the script is long). */
+  /** What the command does, for progress lines and errors; `-v` still shows the whole command. */
   label?: string;
+  /**
+   * Deadline. Past it the command's remote process group is ended (TERM, then KILL) and run()
+   * rejects with a DeadlineError carrying what the command had printed. Default: none.
+   */
+  timeoutMs?: number;
+  /** Aborted (Ctrl-C): the remote process group is ended and run() rejects with InterruptedError within 2 s. */
+  signal?: AbortSignal;
+}
+
+export interface HoldOptions {
+  /** Write one heartbeat byte to the held command's stdin this often (default 5000 ms; 0 = never). */
+  heartbeatMs?: number;
+  /** Deadline for reaching the ready marker (the script before it, e.g. facts); as RunOptions.timeoutMs. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
 }
 
 /** A long-running command that holds something (the run lock) until released. */
 export interface HeldCommand {
   /** stdout printed before the ready marker line. */
   output: string;
-  /** Close stdin and wait for the command to end. */
+  /** Stop the heartbeat, close stdin and wait for the command to end. */
   release(): Promise<void>;
 }
 
@@ -162,12 +177,13 @@ export interface Remote {
   readonly host: string;
   /** Remote commands sent so far (each run/hold counts one). */
   readonly commandCount: number;
+  /** Never rejects for a non-zero exit; rejects with ConnectError (connection lost), DeadlineError, InterruptedError. */
   run(script: string, opts?: RunOptions): Promise<RemoteResult>;
   /**
    * Start `script`, collect stdout until a line equal to `readyMarker`, and keep the command running
    * (stdin open) until release(). Resolves with the result instead when the command exits first.
    */
-  hold(script: string, readyMarker: string): Promise<HeldCommand | RemoteResult>;
+  hold(script: string, readyMarker: string, opts?: HoldOptions): Promise<HeldCommand | RemoteResult>;
   close(): Promise<void>;
 }
 

@@ -1,6 +1,6 @@
 // Pure side of the gates: the one command a gate runs on a host, and what its output means.
 import { interfacesWith, parseAddrs } from '../facts.js';
-import { shellQuote } from '../shell.js';
+import { scriptTag, shellQuote } from '../shell.js';
 import type { ClusterSpec } from '../types.js';
 
 const KUBECTL_MARK = '@@KHA-KUBECTL';
@@ -29,7 +29,7 @@ export function vipUrl(spec: ClusterSpec): string {
 
 /** `ip -o addr show`, then optionally `kubectl version` forced through https://VIP:vip_port. */
 export function observeScript(spec: ClusterSpec, withKubectl: boolean): string {
-  const lines = ['ip -o addr show'];
+  const lines = [scriptTag('observe', withKubectl ? 'kubectl' : 'addr'), 'ip -o addr show'];
   if (withKubectl) {
     // kubeasz installs kubectl in /opt/kube/bin, which is not on sudo's secure_path.
     lines.push(

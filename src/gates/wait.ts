@@ -3,7 +3,7 @@
 import pRetry, { AbortError } from 'p-retry';
 import { GateError, HostStepError } from '../errors.js';
 import { journalTail } from '../journal.js';
-import { shellQuote } from '../shell.js';
+import { scriptTag, shellQuote } from '../shell.js';
 import type { ClusterSpec, InterfaceFacts, Remote, RunEvent } from '../types.js';
 import { vipSubnetProblem } from './subnet.js';
 import {
@@ -115,7 +115,7 @@ export async function waitForGate(opts: GateOptions): Promise<string> {
 async function vipNeighbour(remote: Remote | undefined, spec: ClusterSpec): Promise<string | undefined> {
   if (!remote) return undefined;
   try {
-    const probe = `{\n${observeScript(spec, true)}\n} >/dev/null 2>&1\nip neigh show ${shellQuote(spec.vip)}`;
+    const probe = `${scriptTag('neighbour')}\n{\n${observeScript(spec, true)}\n} >/dev/null 2>&1\nip neigh show ${shellQuote(spec.vip)}`;
     const res = await remote.run(probe, { label: 'kubectl towards the VIP, then ip neigh show VIP' });
     const m = /lladdr\s+([0-9a-f:]+)\s+(?:\S+\s+)*?(REACHABLE|STALE|DELAY|PROBE|PERMANENT)/i.exec(res.stdout);
     return m?.[1];
