@@ -47,7 +47,7 @@ const SCRIPT: Record<PackageManager, { tool: string; script: (p: readonly string
 };
 
 /** The packages step: no op when keepalived and haproxy are both installed. Throws when there is no supported package manager. */
-export function packagesStep(facts: HostFacts, playbook: Playbook): PlannedStep {
+export function packagesStep(facts: HostFacts, playbook: Playbook): Omit<PlannedStep, 'timeoutMs'> {
   const { id, title } = stepOf(playbook, 'packages');
   const missing = (['keepalived', 'haproxy'] as ManagedUnit[]).filter((u) => !facts.installed[u]);
   if (missing.length === 0) return { id, title, ops: [], reason: '' };

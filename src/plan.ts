@@ -11,11 +11,6 @@ export function sha256Hex(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
-/** The packages step alone: the runner installs on every host in parallel before the serial rollout. */
-export function planPackages(facts: HostFacts, playbook: Playbook): PlannedStep {
-  return packagesStep(facts, playbook);
-}
-
 /** The interface keepalived uses: the inventory's vip_interface, else the one that reaches the VIP. */
 export function vipInterface(host: HostSpec, facts: HostFacts): string {
   const iface = host.vipInterface ?? facts.routeInterface;
@@ -41,7 +36,9 @@ interface Rendered {
   write: boolean;
 }
 
-function configStep(step: { id: string; title: string }, r: Rendered, facts: HostFacts, playbook: Playbook, secrets: string[]): PlannedStep {
+type StepBody = Omit<PlannedStep, 'timeoutMs'>;
+
+function configStep(step: { id: string; title: string }, r: Rendered, facts: HostFacts, playbook: Playbook, secrets: string[]): StepBody {
   if (!r.write) return { id: step.id, title: step.title, ops: [], reason: '' };
   const f = playbook.files[r.unit];
   const op: Operation = { op: 'write-file', path: r.path, content: r.content, mode: f.mode, unit: r.unit };
@@ -94,7 +91,7 @@ export function planHost(spec: ClusterSpec, host: HostSpec, facts: HostFacts, pl
   const keepalived = render('keepalived', renderKeepalived(spec, host, iface, playbook));
   const secrets = spec.vrrpAuthPass ? [spec.vrrpAuthPass] : [];
 
-  const build: Record<StepId, () => PlannedStep> = {
+  const build: Record<StepId, () => StepBody> = {
     packages: () => packagesStep(facts, playbook),
     rundir: () => {
       const step = stepOf(playbook, 'rundir');
@@ -125,5 +122,5 @@ export function planHost(spec: ClusterSpec, host: HostSpec, facts: HostFacts, pl
       return { id: step.id, title: step.title, ops: [...h.ops, ...k.ops], reason: [...h.reasons, ...k.reasons].join('; ') };
     },
   };
-  return { host: host.name, steps: playbook.steps.map((s) => build[s.id]()) };
+  return { host: host.name, steps: playbook.steps.map((s) => ({ ...build[s.id](), timeoutMs: s.timeoutSeconds * 1000 })) };
 }

@@ -32,7 +32,18 @@ export interface ManagedFile {
 export interface PlaybookStep {
   id: StepId;
   title: string;
+  /** Deadline of each remote command of the step; past it the command is ended on the host. */
+  timeoutSeconds: number;
 }
+
+/** Step deadlines when the playbook gives none: package managers may wait minutes on a lock or a mirror. */
+export const DEFAULT_STEP_TIMEOUT_SECONDS: Record<StepId, number> = {
+  packages: 600,
+  rundir: 30,
+  'haproxy-config': 60,
+  'keepalived-config': 60,
+  units: 120,
+};
 
 export interface GateSpec {
   /** What the gate checks, in order (the gate module implements them). */
@@ -193,8 +204,10 @@ export function parsePlaybook(text: string, dir: string, file = join(dir, 'playb
 
   if (!Array.isArray(top.steps)) p.fail('steps', 'must be a list');
   const steps = (top.steps as unknown[]).map((s, i) => {
-    const o = p.obj(s, `steps[${i}]`, { required: ['id', 'title'] });
-    return { id: p.oneOf(o.id, `steps[${i}].id`, STEP_IDS), title: p.str(o.title, `steps[${i}].title`) };
+    const o = p.obj(s, `steps[${i}]`, { required: ['id', 'title'], optional: ['timeout_seconds'] });
+    const id = p.oneOf(o.id, `steps[${i}].id`, STEP_IDS);
+    const timeoutSeconds = o.timeout_seconds === undefined ? DEFAULT_STEP_TIMEOUT_SECONDS[id] : p.num(o.timeout_seconds, `steps[${i}].timeout_seconds`, 1, 7200, false);
+    return { id, title: p.str(o.title, `steps[${i}].title`), timeoutSeconds };
   });
   const ids = steps.map((s) => s.id);
   for (const id of STEP_IDS) {

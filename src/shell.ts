@@ -18,7 +18,7 @@ export function shellJoin(words: readonly string[]): string {
  * `-v` output and on the host, and lets the in-memory host model of the unit tests dispatch on it.
  */
 export function scriptTag(kind: string, ...args: (string | number)[]): string {
-  const words = [kind, ...args.map(String)];
-  if (words.some((w) => /[\s\0]/.test(w) || w === '')) throw new Error(`script tag words must be non-empty and without whitespace: ${JSON.stringify(words)}`);
+  // Whitespace, control characters and '%' are %-encoded so that every word stays one word on one line.
+  const words = [kind, ...args.map(String)].map((w) => (w === '' ? '%' : w.replace(/[\s\x00-\x1f\x7f%]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, '0')}`)));
   return `# kha-deploy ${words.join(' ')}`;
 }

@@ -112,6 +112,8 @@ export interface PlannedStep {
   title: string;
   /** Nothing to do when ops is empty: the step reports ok. */
   ops: Operation[];
+  /** Deadline for each remote command of this step (from the playbook). */
+  timeoutMs: number;
   /** Why the step changes something, in plain words ('' when ops is empty). */
   reason: string;
 }
@@ -125,6 +127,8 @@ export interface HostRecap {
   host: string;
   ok: number;
   changed: number;
+  /** 1 when the host could not be reached (connect failed or the connection was lost), as Ansible counts it. */
+  unreachable: number;
   failed: number;
   /** Remote commands this run sent to the host. */
   commands: number;
@@ -195,5 +199,7 @@ export type RunEvent =
   | { type: 'step-start'; host: string; step: string; title: string }
   | { type: 'step-end'; host: string; step: string; title: string; status: StepStatus; detail?: string }
   | { type: 'gate-wait'; host: string; gate: string; attempt: number; message: string }
+  /** A gate passed: said once, with what it saw and how long it took. */
+  | { type: 'gate-pass'; host: string; gate: string; elapsedMs: number; holder: string; serverVersion?: string; message: string }
   | { type: 'command'; host: string; command: string }
   | { type: 'warning'; host?: string; message: string };

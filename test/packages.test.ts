@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { aptInstallScript, packagesStep } from '../src/packages.js';
 import { loadPlaybook } from '../src/playbook.js';
-import { planPackages } from '../src/plan.js';
 import type { HostFacts } from '../src/types.js';
 import { freshFacts } from './fixtures/facts/cluster.js';
 
@@ -15,6 +14,7 @@ const playbook = loadPlaybook();
 const facts = (over: Partial<HostFacts>): HostFacts => ({ ...freshFacts(), ...over });
 
 const APT_BOTH = [
+  '# kha-deploy packages apt keepalived haproxy',
   'export DEBIAN_FRONTEND=noninteractive',
   'export NEEDRESTART_MODE=l',
   'kha_prc=',
@@ -40,14 +40,14 @@ describe('packagesStep', () => {
     assert.deepEqual(packagesStep(facts({ osId: 'rocky', osFamily: 'rhel', pkgManager: 'dnf', installed: { keepalived: true, haproxy: false } }), playbook), {
       id: 'packages',
       title: 'install keepalived and haproxy',
-      ops: [{ op: 'run', script: 'dnf install -y haproxy', description: 'install haproxy with dnf' }],
+      ops: [{ op: 'run', script: '# kha-deploy packages dnf haproxy\ndnf install -y haproxy', description: 'install haproxy with dnf' }],
       reason: 'haproxy is not installed',
     });
   });
 
   it('yum: both', () => {
     const step = packagesStep(facts({ osId: 'centos', osFamily: 'rhel', pkgManager: 'yum' }), playbook);
-    assert.deepEqual(step.ops, [{ op: 'run', script: 'yum install -y keepalived haproxy', description: 'install keepalived and haproxy with yum' }]);
+    assert.deepEqual(step.ops, [{ op: 'run', script: '# kha-deploy packages yum keepalived haproxy\nyum install -y keepalived haproxy', description: 'install keepalived and haproxy with yum' }]);
   });
 
   it('nothing to do when both are installed, even without a package manager', () => {
@@ -69,11 +69,7 @@ describe('packagesStep', () => {
   it('package names come from the playbook and are quoted', () => {
     const pb = { ...playbook, packages: { keepalived: 'keepalived', haproxy: 'haproxy=2.6.*' } };
     const step = packagesStep(facts({ pkgManager: 'dnf' }), pb);
-    assert.deepEqual(step.ops, [{ op: 'run', script: "dnf install -y keepalived 'haproxy=2.6.*'", description: 'install keepalived and haproxy=2.6.* with dnf' }]);
-  });
-
-  it('planPackages is the same step', () => {
-    assert.deepEqual(planPackages(facts({}), playbook), packagesStep(facts({}), playbook));
+    assert.deepEqual(step.ops, [{ op: 'run', script: "# kha-deploy packages dnf keepalived haproxy=2.6.*\ndnf install -y keepalived 'haproxy=2.6.*'", description: 'install keepalived and haproxy=2.6.* with dnf' }]);
   });
 });
 

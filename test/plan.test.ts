@@ -67,7 +67,7 @@ describe('planHost', () => {
       { op: 'write-file', path: TMPF, content: sha256Hex(renderTmpfiles(playbook)), mode: '0644' },
       { op: 'run', description: 'create /run/haproxy' },
     ]);
-    assert.deepEqual(ops(plan, 'rundir')[1], { op: 'run', script: 'mkdir -p -m 0755 /run/haproxy', description: 'create /run/haproxy' });
+    assert.deepEqual(ops(plan, 'rundir')[1], { op: 'run', script: '# kha-deploy rundir /run/haproxy\nmkdir -p -m 0755 /run/haproxy', description: 'create /run/haproxy' });
     assert.equal(reason(plan, 'rundir'), 'nothing recreates /run/haproxy at boot; /run/haproxy is missing (haproxy cannot create its stats socket)');
     assert.deepEqual(brief(ops(plan, 'haproxy-config')), [{ op: 'write-file', path: HA, content: haHash, mode: '0644', unit: 'haproxy', validate: 'haproxy -c -f {file}' }]);
     assert.equal(reason(plan, 'haproxy-config'), '/etc/haproxy/haproxy.cfg is missing');
@@ -189,7 +189,7 @@ describe('planHost', () => {
     const spec = cluster();
     const facts = { ...converged(spec), runDirExists: false };
     const plan = planHost(spec, host(spec, 'master1'), facts, playbook);
-    assert.deepEqual(ops(plan, 'rundir'), [{ op: 'run', script: 'mkdir -p -m 0755 /run/haproxy', description: 'create /run/haproxy' }]);
+    assert.deepEqual(ops(plan, 'rundir'), [{ op: 'run', script: '# kha-deploy rundir /run/haproxy\nmkdir -p -m 0755 /run/haproxy', description: 'create /run/haproxy' }]);
   });
 
   it('rundir: the directory exists but nothing recreates it at boot → our tmpfiles entry only', () => {

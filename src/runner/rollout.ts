@@ -175,6 +175,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     host: s.spec.name,
     ok: s.statuses.filter((x) => x === 'ok').length,
     changed: s.statuses.filter((x) => x === 'changed').length,
+    unreachable: 0,
     failed: s.statuses.filter((x) => x === 'failed').length,
     commands: s.remote?.commandCount ?? 0,
   }));

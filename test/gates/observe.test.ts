@@ -40,7 +40,7 @@ describe('observe', () => {
     const s = observeScript({ ...spec, kubeconfig: "/etc/k8s/it's.conf" }, true);
     assert.match(s, /--server https:\/\/172\.16\.86\.100:8443/);
     assert.ok(s.includes(`--kubeconfig '/etc/k8s/it'\\''s.conf'`));
-    assert.equal(observeScript(spec, false), 'ip -o addr show');
+    assert.equal(observeScript(spec, false), '# kha-deploy observe addr\nip -o addr show');
   });
 
   it('brackets an IPv6 VIP in the URL', () => {
