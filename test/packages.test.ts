@@ -1,7 +1,7 @@
 // Package command plans: exact scripts per package manager, and the policy-rc.d guard run for real.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -13,25 +13,12 @@ import { freshFacts } from './fixtures/facts/cluster.js';
 const playbook = loadPlaybook();
 const facts = (over: Partial<HostFacts>): HostFacts => ({ ...freshFacts(), ...over });
 
-const APT_BOTH = [
-  '# kha-deploy packages apt keepalived haproxy',
-  'export DEBIAN_FRONTEND=noninteractive',
-  'export NEEDRESTART_MODE=l',
-  'kha_prc=',
-  `trap 'if [ -n "$kha_prc" ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT`,
-  "trap 'exit 129' HUP",
-  "trap 'exit 130' INT",
-  "trap 'exit 143' TERM",
-  "if (set -C; printf '#!/bin/sh\\n# kha-deploy: no service starts while packages install\\nexit 101\\n' > /usr/sbin/policy-rc.d) 2>/dev/null; then kha_prc=1; chmod 0755 /usr/sbin/policy-rc.d; fi",
-  'apt-get update -q -o DPkg::Lock::Timeout=300 && apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold keepalived haproxy',
-].join('\n');
-
 describe('packagesStep', () => {
   it('apt: both missing → one run op with the guarded install', () => {
     assert.deepEqual(packagesStep(facts({}), playbook), {
       id: 'packages',
       title: 'install keepalived and haproxy',
-      ops: [{ op: 'run', script: APT_BOTH, description: 'install keepalived and haproxy with apt-get' }],
+      ops: [{ op: 'run', script: aptInstallScript(['keepalived', 'haproxy']), description: 'install keepalived and haproxy with apt-get' }],
       reason: 'keepalived and haproxy are not installed',
     });
   });
@@ -74,49 +61,141 @@ describe('packagesStep', () => {
 });
 
 describe('the apt script, run with a stub apt-get', () => {
-  // Runs the real script text with the policy-rc.d path and apt-get redirected into a scratch dir.
-  function run(opts: { existing?: string; aptExit: number; killParent?: boolean }) {
+  // Runs the real script text with the policy-rc.d path redirected into a scratch dir and stub
+  // apt-get / apt-cache first on PATH.
+  function run(opts: {
+    existing?: string;
+    /** Exit code of `apt-get install` (and of every call when killParent). */
+    aptExit: number;
+    updateExit?: number;
+    /** What `apt-get update` prints (stdout and stderr alike: the script reads both). */
+    updateOutput?: string;
+    /** Candidate version `apt-cache policy NAME` shows; a name not listed is unknown (apt-cache prints nothing). */
+    candidates?: Record<string, string>;
+    packages?: string[];
+    killParent?: boolean;
+  }) {
     const dir = mkdtempSync(join(tmpdir(), 'kha-apt-'));
     try {
       const prc = join(dir, 'policy-rc.d');
       if (opts.existing !== undefined) writeFileSync(prc, opts.existing);
-      // The stub records whether policy-rc.d forbade starts while "installing".
       mkdirSync(join(dir, 'bin'));
-      const stub = `#!/bin/sh\nif [ "$1" = install ] && [ -x ${prc} ]; then ${prc}; echo "policy=$?" >> ${dir}/log; fi\necho "apt-get $*" >> ${dir}/log\n${opts.killParent ? 'kill -TERM $PPID\n' : ''}exit ${opts.aptExit}\n`;
-      writeFileSync(join(dir, 'bin', 'apt-get'), stub, { mode: 0o755 });
-      const script = aptInstallScript(['keepalived', 'haproxy']).replaceAll('/usr/sbin/policy-rc.d', prc);
-      const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}` } });
-      return { code: r.status, log: readFileSync(join(dir, 'log'), 'utf8'), left: existsSync(prc) ? readFileSync(prc, 'utf8') : null };
+      writeFileSync(join(dir, 'update-output'), opts.updateOutput ?? 'Hit:1 http://deb.debian.org/debian bookworm InRelease\nReading package lists...\n');
+      // The stub records whether policy-rc.d forbade starts while "installing".
+      const aptGet = [
+        '#!/bin/sh',
+        `if [ "$1" = install ] && [ -x ${prc} ]; then ${prc}; echo "policy=$?" >> ${dir}/log; fi`,
+        `echo "apt-get $*" >> ${dir}/log`,
+        ...(opts.killParent ? ['kill -TERM $PPID'] : []),
+        `if [ "$1" = update ]; then cat ${dir}/update-output; exit ${opts.updateExit ?? 0}; fi`,
+        `exit ${opts.aptExit}`,
+      ].join('\n');
+      writeFileSync(join(dir, 'bin', 'apt-get'), `${aptGet}\n`, { mode: 0o755 });
+      // `apt-cache policy -- NAME` in apt's own layout.
+      const aptCache = `#!/bin/sh\necho "apt-cache $*" >> ${dir}/log\nf=${dir}/candidate-$3\n[ -f "$f" ] || exit 0\nprintf '%s:\\n  Installed: (none)\\n  Candidate: %s\\n  Version table:\\n' "$3" "$(cat "$f")"\n`;
+      writeFileSync(join(dir, 'bin', 'apt-cache'), aptCache, { mode: 0o755 });
+      for (const [name, version] of Object.entries(opts.candidates ?? {})) writeFileSync(join(dir, `candidate-${name}`), version);
+      const script = aptInstallScript(opts.packages ?? ['keepalived', 'haproxy']).replaceAll('/usr/sbin/policy-rc.d', prc);
+      const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}`, TMPDIR: dir } });
+      const left = readdirSync(dir).filter((f) => f.startsWith('tmp.'));
+      return { code: r.status, stdout: r.stdout, stderr: r.stderr, log: readFileSync(join(dir, 'log'), 'utf8'), prc: existsSync(prc) ? readFileSync(prc, 'utf8') : null, left };
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   }
 
+  // What apt-get update prints when the retired Kubernetes repository and a dead mirror are configured.
+  const DEAD_SOURCES = [
+    'Hit:1 http://deb.debian.org/debian bookworm InRelease',
+    'Ign:2 https://apt.kubernetes.io kubernetes-xenial InRelease',
+    'Err:3 https://apt.kubernetes.io kubernetes-xenial Release',
+    '  404  Not Found [IP: 142.250.74.110 443]',
+    'Reading package lists...',
+    "E: The repository 'https://apt.kubernetes.io kubernetes-xenial Release' does not have a Release file.",
+    "W: Failed to fetch http://mirror.example.net/debian/dists/bookworm/InRelease  Could not resolve 'mirror.example.net'",
+    'W: Some index files failed to download. They have been ignored, or old ones used instead.',
+    '',
+  ].join('\n');
+
   it('forbids service starts during the install and removes its policy-rc.d afterwards', () => {
     const r = run({ aptExit: 0 });
-    assert.equal(r.code, 0);
+    assert.equal(r.code, 0, r.stderr);
     assert.match(r.log, /^apt-get update -q /m);
     assert.match(r.log, /^policy=101$/m);
-    assert.equal(r.left, null);
+    assert.equal(r.prc, null);
+    assert.doesNotMatch(r.stdout, /@@KHA-WARN/);
+    assert.deepEqual(r.left, []);
   });
 
   it('removes it on failure too and keeps the exit code', () => {
     const r = run({ aptExit: 100 });
     assert.equal(r.code, 100);
-    assert.equal(r.left, null);
+    assert.equal(r.prc, null);
   });
 
   it('removes it when the script is killed with SIGTERM (exit 143)', () => {
     const r = run({ aptExit: 0, killParent: true });
     assert.equal(r.code, 143);
-    assert.equal(r.left, null);
+    assert.equal(r.prc, null);
+    assert.deepEqual(r.left, []);
   });
 
   it('leaves an existing policy-rc.d alone', () => {
     const mine = '#!/bin/sh\nexit 0\n';
     const r = run({ existing: mine, aptExit: 0 });
     assert.equal(r.code, 0);
-    assert.equal(r.left, mine);
+    assert.equal(r.prc, mine);
+  });
+
+  it('installs despite a dead source when every package has a candidate, and names each dead source once', () => {
+    const r = run({ aptExit: 0, updateExit: 100, updateOutput: DEAD_SOURCES, candidates: { keepalived: '1:2.2.7-1+b2', haproxy: '2.6.12-1+deb12u1' }, packages: ['keepalived', 'haproxy=2.6.*'] });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.log, /^apt-get install .* keepalived haproxy=2\.6\.\*$/m);
+    assert.match(r.log, /^policy=101$/m);
+    // The pin is not a name apt-cache knows.
+    assert.match(r.log, /^apt-cache policy -- haproxy$/m);
+    assert.deepEqual(
+      r.stdout.split('\n').filter((l) => l.startsWith('@@KHA-WARN')),
+      [
+        '@@KHA-WARN apt-get update failed for https://apt.kubernetes.io; installed from the other sources',
+        '@@KHA-WARN apt-get update failed for http://mirror.example.net/debian; installed from the other sources',
+      ],
+    );
+    assert.equal(r.prc, null);
+    assert.deepEqual(r.left, []);
+  });
+
+  it('fails with apt\'s lines on stderr when a package has no candidate, and installs nothing', () => {
+    const r = run({ aptExit: 0, updateExit: 100, updateOutput: DEAD_SOURCES, candidates: { keepalived: '1:2.2.7-1+b2', haproxy: '(none)' } });
+    assert.equal(r.code, 100);
+    assert.match(r.stderr, /^Err:3 https:\/\/apt\.kubernetes\.io kubernetes-xenial Release$/m);
+    assert.match(r.stderr, /^E: The repository 'https:\/\/apt\.kubernetes\.io kubernetes-xenial Release' does not have a Release file\.$/m);
+    assert.match(r.stderr, /no other source offers: haproxy$/m);
+    assert.doesNotMatch(r.log, /^apt-get install/m);
+    assert.doesNotMatch(r.stdout, /@@KHA-WARN/);
+    assert.equal(r.prc, null);
+    assert.deepEqual(r.left, []);
+  });
+
+  it('treats a package apt-cache does not know as missing', () => {
+    const r = run({ aptExit: 0, updateExit: 100, updateOutput: DEAD_SOURCES, candidates: { haproxy: '2.6.12-1+deb12u1' } });
+    assert.equal(r.code, 100);
+    assert.match(r.stderr, /no other source offers: keepalived$/m);
+    assert.doesNotMatch(r.log, /^apt-get install/m);
+  });
+
+  it('warns without a source when update failed without naming one (a lock), and still installs', () => {
+    const r = run({ aptExit: 0, updateExit: 100, updateOutput: 'E: Could not get lock /var/lib/apt/lists/lock. It is held by process 812 (apt-get)\n', candidates: { keepalived: '1', haproxy: '2' } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.log, /^apt-get install/m);
+    assert.match(r.stdout, /^@@KHA-WARN apt-get update failed \(exit 100\); installed from the package lists already on the host$/m);
+  });
+
+  it('keeps the install\'s exit code after a failed update', () => {
+    const r = run({ aptExit: 100, updateExit: 100, updateOutput: DEAD_SOURCES, candidates: { keepalived: '1', haproxy: '2' } });
+    assert.equal(r.code, 100);
+    assert.match(r.log, /^apt-get install/m);
+    assert.doesNotMatch(r.stdout, /@@KHA-WARN/);
   });
 
   it('is valid POSIX sh (dash -n)', () => {
