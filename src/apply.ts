@@ -1,24 +1,32 @@
 // Executes one host's planned steps over its Remote. Files are replaced only after the new content
 // arrived intact and validated on the host; the old file is kept as a timestamped backup; a unit
 // that does not come up after a change gets its previous config back.
-import { HostStepError } from './errors.js';
+import { DeadlineError, HostStepError } from './errors.js';
+import { STATE_DIR, appliedStatePath } from './facts.js';
 import { journalTail } from './journal.js';
 import { redact } from './report/redact.js';
 import { scriptTag, shellQuote } from './shell.js';
-import type { ManagedUnit, Operation, PlannedStep, Remote, RemoteResult, RunEvent, StepStatus } from './types.js';
+import type { ManagedUnit, Operation, PlannedStep, Remote, RemoteResult, RunEvent, RunOptions, StepStatus } from './types.js';
 import { sha256Hex } from './plan.js';
 
 /** Exit code our write script uses when the host's validator rejected the new file. */
 const EXIT_INVALID = 65;
 const BACKUP_INFIX = '.kha-backup-';
-const STATE_DIR = '/var/lib/kha-deploy';
+/** A stdout line `@@KHA-WARN text` of a run op becomes a warning event: the op succeeded, with a caveat. */
+const WARN_PREFIX = '@@KHA-WARN ';
+/** Bounds of the calls that explain or undo a failure: they must not hang a run that already failed. */
+const JOURNAL_TIMEOUT_MS = 15_000;
+const ROLLBACK_TIMEOUT_MS = 30_000;
 
 export interface ApplyContext {
   remote: Remote;
   emit: (e: RunEvent) => void;
   /** Backups to keep per file (the playbook decides). */
   keepBackups: number;
-  secrets: readonly string[];
+  /** Secret values to mask in what the host printed (masking moves to src/report/redact.ts: may be omitted). */
+  secrets?: readonly string[];
+  /** Aborted (Ctrl-C): the remote command in flight is ended and its run() rejects with InterruptedError. */
+  signal?: AbortSignal;
 }
 
 /** A file this run replaced on the host, and where its previous version went (null: there was none). */
@@ -26,6 +34,11 @@ interface Replaced {
   path: string;
   backup: string | null;
   unit: ManagedUnit | undefined;
+}
+
+/** What the host printed, with secrets masked, before it goes into an error. */
+function mask(text: string, ctx: ApplyContext, op?: Operation): string {
+  return redact(text, [...(ctx.secrets ?? []), ...(op?.op === 'write-file' ? (op.secrets ?? []) : [])]);
 }
 
 function tail(text: string, lines = 15): string {
@@ -36,21 +49,51 @@ function seenOf(res: RemoteResult): string {
   return tail([res.stderr.trim(), res.stdout.trim()].filter(Boolean).join('\n'));
 }
 
+/** Directory and base name of an absolute path. */
+function splitPath(path: string): { dir: string; base: string } {
+  return { dir: path.replace(/\/[^/]+$/, '') || '/', base: path.replace(/^.*\//, '') };
+}
+
+/**
+ * Script lines that make `$tmp` a fresh temp file beside `path` and remove it on any exit. A signal
+ * ends the script through `exit` so that the EXIT trap runs (a bare cleanup trap on INT would let
+ * the script carry on after it).
+ */
+function tempFileLines(path: string): string[] {
+  const { dir, base } = splitPath(path);
+  const prefix = `${shellQuote(dir)}/.${shellQuote(base)}.kha-tmp.`;
+  return [
+    'tmp=',
+    `trap '[ -z "$tmp" ] || rm -f "$tmp"' EXIT`,
+    "trap 'exit 129' HUP",
+    "trap 'exit 130' INT",
+    "trap 'exit 143' TERM",
+    // Leftovers of a run killed with SIGKILL are dot-files nobody reads; remove them first.
+    `rm -f ${prefix}*`,
+    `tmp=$(mktemp ${prefix}XXXXXX)`,
+  ];
+}
+
+/** Script lines that flush `$tmp` to disk and rename it onto `path`: after a crash the file is whole, old or new. */
+function installTempLines(path: string): string[] {
+  return [
+    // sync takes file arguments from coreutils 8.24 on; older ones (and busybox) sync everything.
+    'sync -- "$tmp" 2>/dev/null || sync',
+    `mv -f "$tmp" ${shellQuote(path)}`,
+    'tmp=',
+  ];
+}
+
 /** POSIX sh that writes stdin to a temp file beside `path`, checks it arrived whole, validates, backs up and renames. */
 export function writeFileScript(op: Extract<Operation, { op: 'write-file' }>, keepBackups: number): string {
   const p = shellQuote(op.path);
-  const dir = shellQuote(op.path.replace(/\/[^/]+$/, '') || '/');
-  const base = op.path.replace(/^.*\//, '');
   const hash = sha256Hex(op.content);
   const validate = op.validate ? op.validate.split('{file}').join('"$tmp"') : '';
   return [
     scriptTag('write', op.path),
     'set -eu',
-    `mkdir -p ${dir}`,
-    // Leftovers of a run killed with SIGKILL are dot-files nobody reads; remove them first.
-    `rm -f ${dir}/.${shellQuote(base)}.kha-tmp.*`,
-    `tmp=$(mktemp ${dir}/.${shellQuote(base)}.kha-tmp.XXXXXX)`,
-    `trap 'rm -f "$tmp"' EXIT HUP INT TERM`,
+    `mkdir -p ${shellQuote(splitPath(op.path).dir)}`,
+    ...tempFileLines(op.path),
     'cat > "$tmp"',
     // A dropped connection truncates stdin: never install a file that did not arrive whole.
     `echo ${hash}' *'"$tmp" | sha256sum -c --status || { echo 'content arrived incomplete' >&2; exit 66; }`,
@@ -59,10 +102,27 @@ export function writeFileScript(op: Extract<Operation, { op: 'write-file' }>, ke
     'backup=',
     // Nanoseconds keep two runs within one second apart; names sort in time order for pruning.
     `if [ -e ${p} ]; then backup=${p}${BACKUP_INFIX}$(date -u +%Y%m%dT%H%M%S.%NZ); cp -p ${p} "$backup"; fi`,
-    `mv -f "$tmp" ${p}`,
-    'trap - EXIT HUP INT TERM',
+    ...installTempLines(op.path),
     `ls -1d ${p}${BACKUP_INFIX}* 2>/dev/null | sort -r | tail -n +${keepBackups + 1} | while read -r old; do rm -f "$old"; done`,
     'echo "backup=$backup"',
+  ].join('\n');
+}
+
+/**
+ * POSIX sh that puts `backup` back as `path` (temp copy beside it, fsync, rename: never a copy over
+ * the live file), forgets the config `unit` had loaded, and restarts `unit` with the restored file.
+ */
+export function rollbackScript(path: string, backup: string, unit: ManagedUnit): string {
+  return [
+    scriptTag('rollback', unit, path),
+    'set -eu',
+    ...tempFileLines(path),
+    // -p: the backup kept the old file's mode, owner and times.
+    `cp -p ${shellQuote(backup)} "$tmp"`,
+    ...installTempLines(path),
+    // Before the restart: if it fails, the state file must not claim the unit loaded the new config.
+    `rm -f ${shellQuote(appliedStatePath(unit))}`,
+    `systemctl restart ${shellQuote(`${unit}.service`)}`,
   ].join('\n');
 }
 
@@ -79,8 +139,9 @@ export function serviceScript(op: Extract<Operation, { op: 'service' }>): string
   if (op.unit === 'haproxy' && op.action === 'reload') {
     // A reload whose new process cannot bind leaves the old worker serving the old config while
     // systemd still says active: require a new worker (pgrep, where present) to call it done.
+    // systemd < 230 (CentOS 7 has 219) has no `show --value`: read its MainPID=N line.
     lines.push(
-      `workers() { pgrep -P "$(systemctl show -p MainPID --value ${u})" 2>/dev/null | sort | tr '\\n' ' '; }`,
+      `workers() { kha_pid=$(systemctl show -p MainPID ${u} | sed -n 's/^MainPID=//p'); [ "\${kha_pid:-0}" != 0 ] || return 0; pgrep -P "$kha_pid" 2>/dev/null | sort | tr '\\n' ' '; }`,
       'before=$(workers)',
       action,
       'if command -v pgrep >/dev/null; then',
@@ -96,9 +157,43 @@ export function serviceScript(op: Extract<Operation, { op: 'service' }>): string
     lines.push(`sleep 0.5`, `systemctl is-active --quiet ${u} || { echo "${op.unit} is not active after ${op.action}" >&2; exit 3; }`);
   }
   if (op.recordApplied) {
-    lines.push(`mkdir -p ${STATE_DIR}`, `printf '%s\\n' ${shellQuote(op.recordApplied)} > ${STATE_DIR}/${op.unit}.applied`);
+    lines.push(`mkdir -p ${shellQuote(STATE_DIR)}`, `printf '%s\\n' ${shellQuote(op.recordApplied)} > ${shellQuote(appliedStatePath(op.unit))}`);
   }
   return lines.join('\n');
+}
+
+/** What an op does, in the words of progress lines and errors. */
+function describe(op: Operation): string {
+  if (op.op === 'run') return op.description;
+  if (op.op === 'write-file') return `write ${op.path}`;
+  return `systemctl ${op.action} ${op.unit}`;
+}
+
+/** What to do when an op of `step` ran past its deadline. */
+function deadlineHint(step: PlannedStep, op: Operation): string {
+  if (step.id === 'packages') {
+    return 'another apt/dnf/yum may hold the package lock (unattended upgrades, a manual install), or a mirror does not answer; check both on the host, then rerun (or raise timeout_seconds of the packages step)';
+  }
+  if (op.op === 'service') {
+    return `${op.unit} did not settle: read 'journalctl -u ${op.unit}' on the host, fix what it shows and rerun`;
+  }
+  if (op.op === 'write-file') return 'the validator or the disk did not answer; check the host, then rerun';
+  return 'see what it printed above: it may wait on a lock, a prompt or the network; fix that on the host and rerun';
+}
+
+/** journalTail() takes no run options: hand it a view of the Remote whose run() adds ours. */
+function withRunOptions(remote: Remote, extra: RunOptions): Remote {
+  return {
+    get host() {
+      return remote.host;
+    },
+    get commandCount() {
+      return remote.commandCount;
+    },
+    run: (script, opts) => remote.run(script, { ...opts, ...extra }),
+    hold: (script, marker, opts) => remote.hold(script, marker, opts),
+    close: () => remote.close(),
+  };
 }
 
 export class HostApplier {
@@ -123,14 +218,29 @@ export class HostApplier {
     return 'changed';
   }
 
+  /** remote.run under the step's deadline; a deadline is reported as this step's, naming the op. */
+  private async run(step: PlannedStep, op: Operation, script: string, stdin?: string): Promise<RemoteResult> {
+    const { remote, signal } = this.ctx;
+    const what = describe(op);
+    try {
+      return await remote.run(script, { label: what, timeoutMs: step.timeoutMs, ...(stdin !== undefined ? { stdin } : {}), ...(signal ? { signal } : {}) });
+    } catch (err) {
+      if (!(err instanceof DeadlineError)) throw err;
+      throw new DeadlineError(remote.host, step.id, err.timeoutMs, mask(err.seen ?? '', this.ctx, op), { what, hint: deadlineHint(step, op) });
+    }
+  }
+
   private async op(step: PlannedStep, op: Operation): Promise<void> {
-    const { remote, secrets } = this.ctx;
+    const { remote } = this.ctx;
     const host = remote.host;
     if (op.op === 'run') {
-      const res = await remote.run(op.script, { label: op.description });
+      const res = await this.run(step, op, op.script);
+      for (const line of res.stdout.split('\n')) {
+        if (line.startsWith(WARN_PREFIX)) this.ctx.emit({ type: 'warning', host, message: mask(line.slice(WARN_PREFIX.length).trim(), this.ctx) });
+      }
       if (res.code !== 0) {
         throw new HostStepError(host, step.id, `${op.description} failed (exit ${res.code})`, {
-          seen: redact(seenOf(res), secrets),
+          seen: mask(seenOf(res), this.ctx),
           hint:
             step.id === 'packages'
               ? 'the package manager failed; nothing else was changed on this host. Check its repositories and proxy (try the same install by hand), then rerun'
@@ -140,16 +250,16 @@ export class HostApplier {
       return;
     }
     if (op.op === 'write-file') {
-      const res = await remote.run(writeFileScript(op, this.ctx.keepBackups), { stdin: op.content, label: `write ${op.path}` });
+      const res = await this.run(step, op, writeFileScript(op, this.ctx.keepBackups), op.content);
       if (res.code === EXIT_INVALID) {
         throw new HostStepError(host, step.id, `the rendered ${op.path} failed validation on the host; the old file stays in place and the service was not touched`, {
-          seen: redact(seenOf(res), [...secrets, ...(op.secrets ?? [])]),
+          seen: mask(seenOf(res), this.ctx, op),
           hint: 'the validator output above names the line; fix the inventory value or the template in playbooks/templates and rerun',
         });
       }
       if (res.code !== 0) {
         throw new HostStepError(host, step.id, `could not write ${op.path} (exit ${res.code}); the old file stays in place`, {
-          seen: redact(seenOf(res), [...secrets, ...(op.secrets ?? [])]),
+          seen: mask(seenOf(res), this.ctx, op),
           hint: 'check the disk and permissions on the host, then rerun',
         });
       }
@@ -157,10 +267,10 @@ export class HostApplier {
       this.replaced.push({ path: op.path, backup: m?.[1] ? m[1] : null, unit: op.unit });
       return;
     }
-    const res = await remote.run(serviceScript(op), { label: `systemctl ${op.action} ${op.unit}` });
+    const res = await this.run(step, op, serviceScript(op));
     if (res.code === 0) return;
-    const journal = await journalTail(remote, op.unit, 20);
-    const seen = redact(`${seenOf(res)}\n--- journalctl -u ${op.unit}:\n${journal}`, secrets);
+    const journal = await journalTail(withRunOptions(remote, this.bounded(JOURNAL_TIMEOUT_MS)), op.unit, 20);
+    const seen = mask(`${seenOf(res)}\n--- journalctl -u ${op.unit}:\n${journal}`, this.ctx);
     const restored = await this.rollback(op.unit);
     throw new HostStepError(host, step.id, `${op.unit} did not come up after ${op.action}` + (restored ? `; the previous config was restored and ${op.unit} restarted with it` : ''), {
       seen,
@@ -168,18 +278,20 @@ export class HostApplier {
     });
   }
 
-  /** Put back the previous config of `unit` written in this run and restart the unit with it. */
+  private bounded(timeoutMs: number): RunOptions {
+    return { timeoutMs, ...(this.ctx.signal ? { signal: this.ctx.signal } : {}) };
+  }
+
+  /** Put back the previous config of `unit` written in this run and restart the unit with it; false when that did not happen. */
   private async rollback(unit: ManagedUnit): Promise<boolean> {
     const file = [...this.replaced].reverse().find((r) => r.unit === unit && r.backup);
     if (!file?.backup) return false;
-    const script = [
-      scriptTag('rollback', unit, file.path),
-      'set -eu',
-      `cp -p ${shellQuote(file.backup)} ${shellQuote(file.path)}`,
-      `systemctl restart ${shellQuote(`${unit}.service`)}`,
-      `rm -f ${STATE_DIR}/${unit}.applied`,
-    ].join('\n');
-    const res = await this.ctx.remote.run(script, { label: `restore ${file.path} and restart ${unit}` });
-    return res.code === 0;
+    try {
+      const res = await this.ctx.remote.run(rollbackScript(file.path, file.backup, unit), { label: `restore ${file.path} and restart ${unit}`, ...this.bounded(ROLLBACK_TIMEOUT_MS) });
+      return res.code === 0;
+    } catch {
+      // The failure being reported matters more; the message then says nothing was restored.
+      return false;
+    }
   }
 }
