@@ -181,21 +181,6 @@ function deadlineHint(step: PlannedStep, op: Operation): string {
   return 'see what it printed above: it may wait on a lock, a prompt or the network; fix that on the host and rerun';
 }
 
-/** journalTail() takes no run options: hand it a view of the Remote whose run() adds ours. */
-function withRunOptions(remote: Remote, extra: RunOptions): Remote {
-  return {
-    get host() {
-      return remote.host;
-    },
-    get commandCount() {
-      return remote.commandCount;
-    },
-    run: (script, opts) => remote.run(script, { ...opts, ...extra }),
-    hold: (script, marker, opts) => remote.hold(script, marker, opts),
-    close: () => remote.close(),
-  };
-}
-
 export class HostApplier {
   private readonly replaced: Replaced[] = [];
   constructor(private readonly ctx: ApplyContext) {}
@@ -269,7 +254,7 @@ export class HostApplier {
     }
     const res = await this.run(step, op, serviceScript(op));
     if (res.code === 0) return;
-    const journal = await journalTail(withRunOptions(remote, this.bounded(JOURNAL_TIMEOUT_MS)), op.unit, 20);
+    const journal = await journalTail(remote, op.unit, 20, this.bounded(JOURNAL_TIMEOUT_MS));
     const seen = mask(`${seenOf(res)}\n--- journalctl -u ${op.unit}:\n${journal}`, this.ctx);
     const restored = await this.rollback(op.unit);
     throw new HostStepError(host, step.id, `${op.unit} did not come up after ${op.action}` + (restored ? `; the previous config was restored and ${op.unit} restarted with it` : ''), {

@@ -37,6 +37,7 @@ interface DeployArgs {
   verbose: boolean;
   askBecomePass: boolean;
   gateTimeout?: number;
+  breakLock: boolean;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -56,7 +57,8 @@ export async function main(argv: string[]): Promise<number> {
           .option('output', { type: 'string', choices: ['text', 'json'] as const, default: 'text' as const, describe: 'text (task tree on a TTY, lines otherwise) or one JSON document on stdout' })
           .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'show every remote command' })
           .option('gate-timeout', { type: 'number', describe: 'seconds each gate waits for the VIP and kubectl before failing (default: the playbook\'s, 60-90 s)' })
-          .option('ask-become-pass', { type: 'boolean', default: false, describe: 'prompt for the sudo password (never taken from the command line)' }),
+          .option('ask-become-pass', { type: 'boolean', default: false, describe: 'prompt for the sudo password (never taken from the command line)' })
+          .option('break-lock', { type: 'boolean', default: false, describe: 'end a run lock left on a master by another run (who held it is shown); only when you know that run is gone' }),
       (a) => {
         args = a as unknown as DeployArgs;
       },
@@ -124,7 +126,10 @@ async function deploy(args: DeployArgs): Promise<number> {
   const tty = !json && process.stdout.isTTY === true && (process.stdout.columns ?? 0) >= 40;
   const ui = tty ? listrUi(spec.order.filter((n) => hosts.some((h) => h.name === n)), spec.primary) : undefined;
   const lines = textUi(out, args.verbose);
+  // Warnings are kept for the JSON document, and on a terminal printed again under the task tree (which redraws over lines).
+  const warnings: { host?: string; message: string }[] = [];
   const emit = (e: RunEvent) => {
+    if (e.type === 'warning') warnings.push({ ...(e.host ? { host: e.host } : {}), message: e.message });
     if (json) return;
     if (ui && e.type !== 'inventory' && !(e.type === 'command' && args.verbose)) ui.emit(e);
     else lines(e);
@@ -136,7 +141,7 @@ async function deploy(args: DeployArgs): Promise<number> {
   const onSignal = () => {
     interrupts++;
     if (interrupts > 1) process.exit(EXIT_INTERRUPTED);
-    process.stderr.write('\ninterrupt: finishing the current remote command, then stopping (Ctrl-C again to quit now)\n');
+    process.stderr.write('\ninterrupt: stopping; a change in progress gets 1 s to finish, then it is ended on the host (Ctrl-C again to quit now)\n');
     abort.abort();
   };
   process.on('SIGINT', onSignal);
@@ -146,8 +151,8 @@ async function deploy(args: DeployArgs): Promise<number> {
     spec,
     playbook,
     hosts,
-    secrets,
     signal: abort.signal,
+    breakLock: args.breakLock,
     emit,
     connect: (h) =>
       connect({
@@ -172,7 +177,8 @@ async function deploy(args: DeployArgs): Promise<number> {
   const code = result.error === undefined ? EXIT_OK : result.error instanceof KhaError ? result.error.exitCode : EXIT_HOST_FAILED;
   await ui?.finish(result.error !== undefined);
   const errorText = result.error === undefined ? undefined : formatError(result.error, secrets);
-  const summary = summarize(spec, result.recap, result.vipHolder, code, Date.now() - started, errorText);
+  const summary = { ...summarize(spec, result, code, Date.now() - started, errorText), warnings };
+  if (ui) for (const w of warnings) lines({ type: 'warning', ...w });
   if (json) {
     out(JSON.stringify(summary, null, 2));
     if (errorText) process.stderr.write(`${errorText}\n`);

@@ -59,7 +59,23 @@ export class HostStepError extends KhaError {
 }
 
 /** A gate (VIP placement, kubectl through the VIP) did not pass before its deadline. */
-export class GateError extends HostStepError {}
+export class GateError extends HostStepError {
+  /** The hosts the check failed on (the recap marks them failed). */
+  readonly hosts: string[];
+  /** Who held the VIP at the last observation; undefined when it could not be observed. */
+  readonly holders?: string[];
+  constructor(
+    host: string,
+    step: string,
+    message: string,
+    opts: { seen?: string | undefined; hint?: string; cause?: unknown; hosts?: string[]; holders?: string[] } = {},
+  ) {
+    const { hosts, holders, seen, ...rest } = opts;
+    super(host, step, message, { ...rest, ...(seen !== undefined ? { seen } : {}) });
+    this.hosts = hosts && hosts.length > 0 ? hosts : [host];
+    if (holders !== undefined) this.holders = holders;
+  }
+}
 
 /** A remote command ran past its deadline; it was ended on the host (its process group). */
 export class DeadlineError extends HostStepError {

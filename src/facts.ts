@@ -1,7 +1,7 @@
 // Facts: ONE remote command that prints a host's state as machine-readable lines, and its pure parser.
 // The script only reads; the runner wraps it (run lock), so it never exits, never reads stdin and
 // survives `set -eu` in a wrapper.
-import { isIPv6 } from 'node:net';
+import { normalizeIP } from './inventory/checks.js';
 import type { Playbook } from './playbook.js';
 import { scriptTag, shellQuote } from './shell.js';
 import type { ClusterSpec, HostFacts, HostSpec, InterfaceFacts, ManagedUnit, PackageManager, UnitFacts } from './types.js';
@@ -10,6 +10,19 @@ import type { ClusterSpec, HostFacts, HostSpec, InterfaceFacts, ManagedUnit, Pac
 export const STATE_DIR = '/var/lib/kha-deploy';
 export const FACTS_BEGIN = 'kha-facts 1';
 export const FACTS_END = 'kha-facts end';
+
+/** The host printed something the facts parser does not understand: a report naming the host and the lines, never a stack trace. */
+export class FactsParseError extends Error {
+  constructor(
+    readonly host: string,
+    readonly problem: string,
+    /** The unexpected lines, as the host printed them. */
+    readonly lines: string[],
+  ) {
+    super(`facts from ${host}: ${problem}${lines.length ? `: ${lines.map((l) => JSON.stringify(l)).join(', ')}` : ''}`);
+    this.name = 'FactsParseError';
+  }
+}
 
 const UNITS: ManagedUnit[] = ['keepalived', 'haproxy'];
 const TMPFILES_DIRS = ['/etc/tmpfiles.d', '/run/tmpfiles.d', '/usr/lib/tmpfiles.d'];
@@ -105,16 +118,6 @@ const KEYS = new Set([
 const SECTIONS = new Set(['unit.keepalived', 'unit.haproxy', 'ip-addr', 'ip-route']);
 const SHA256 = /^[0-9a-f]{64}$/;
 
-/** Canonical text of an address so that `2001:DB8:0::1` and `2001:db8::1` compare equal. */
-export function canonicalAddress(addr: string): string {
-  if (!isIPv6(addr)) return addr;
-  try {
-    return new URL(`http://[${addr}]/`).hostname.slice(1, -1);
-  } catch {
-    return addr.toLowerCase();
-  }
-}
-
 /** os-release values may be quoted: ID="centos". */
 function unquote(v: string): string {
   const m = /^"(.*)"$/.exec(v) ?? /^'(.*)'$/.exec(v);
@@ -144,12 +147,12 @@ function parseUnit(host: string, unit: ManagedUnit, lines: string[]): UnitFacts 
   const props = new Map<string, string>();
   for (const l of lines) {
     const m = /^([A-Za-z]+)=(.*)$/.exec(l);
-    if (!m) throw new Error(`facts from ${host}: unexpected line in systemctl show ${unit}.service output: ${JSON.stringify(l)}`);
+    if (!m) throw new FactsParseError(host, `unexpected line in systemctl show ${unit}.service output`, [l]);
     props.set(m[1]!, m[2]!);
   }
   // No output at all: systemctl is missing or systemd is not running; nothing is known.
   const pidText = props.get('MainPID') ?? '0';
-  if (!/^\d+$/.test(pidText)) throw new Error(`facts from ${host}: ${unit}.service MainPID is not a number: ${JSON.stringify(pidText)}`);
+  if (!/^\d+$/.test(pidText)) throw new FactsParseError(host, `${unit}.service MainPID is not a number`, [pidText]);
   const loaded = props.get('LoadState') !== 'not-found';
   return {
     active: loaded ? (props.get('ActiveState') ?? '') : '',
@@ -168,7 +171,7 @@ export function parseAddrs(host: string, lines: string[]): InterfaceFacts[] {
     const m = ADDR_LINE.exec(l);
     if (m) {
       const [, name, , cidr] = m as unknown as [string, string, string, string];
-      if (!/^[0-9A-Fa-f.:]+(\/\d{1,3})?$/.test(cidr)) throw new Error(`facts from ${host}: unexpected address in ip -o addr output: ${JSON.stringify(l)}`);
+      if (!/^[0-9A-Fa-f.:]+(\/\d{1,3})?$/.test(cidr)) throw new FactsParseError(host, `unexpected address in ip -o addr output`, [l]);
       if (!byName.has(name)) byName.set(name, []);
       byName.get(name)!.push(cidr);
       continue;
@@ -178,15 +181,15 @@ export function parseAddrs(host: string, lines: string[]): InterfaceFacts[] {
       if (!byName.has(link[1]!)) byName.set(link[1]!, []);
       continue;
     }
-    throw new Error(`facts from ${host}: unexpected line in ip -o addr output: ${JSON.stringify(l)}`);
+    throw new FactsParseError(host, `unexpected line in ip -o addr output`, [l]);
   }
   return [...byName].map(([name, addrs]) => ({ name, addrs }));
 }
 
 /** Names of the interfaces that carry `addr` (IPv6 compared in canonical form). */
 export function interfacesWith(interfaces: readonly InterfaceFacts[], addr: string): string[] {
-  const want = canonicalAddress(addr);
-  return interfaces.filter((i) => i.addrs.some((a) => canonicalAddress(a.split('/')[0]!) === want)).map((i) => i.name);
+  const want = normalizeIP(addr);
+  return interfaces.filter((i) => i.addrs.some((a) => normalizeIP(a.split('/')[0]!) === want)).map((i) => i.name);
 }
 
 /** The `dev X` of `ip -o route get VIP`, or null when there is no route. */
@@ -200,22 +203,24 @@ function routeDev(lines: string[]): string | null {
 
 /** Parse the output of factsScript. Pure; throws an Error quoting the first line it does not understand. */
 export function parseFacts(host: string, stdout: string, vip: string): HostFacts {
-  const lines = stdout.split('\n').map((l) => l.replace(/\r$/, ''));
-  while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-  const first = lines.findIndex((l) => l !== '');
-  if (first < 0) throw new Error(`facts from ${host}: the facts command printed nothing`);
-  if (lines[first] !== FACTS_BEGIN) {
-    throw new Error(`facts from ${host}: expected '${FACTS_BEGIN}' first, got ${JSON.stringify(lines[first])}`);
+  const all = stdout.split('\n').map((l) => l.replace(/\r$/, ''));
+  // A chatty login shell (~/.bashrc echo lines, motd scripts) may print before and after: find the markers.
+  const begin = all.indexOf(FACTS_BEGIN);
+  if (begin < 0) {
+    const shown = all.filter((l) => l.trim() !== '').slice(0, 5);
+    throw new FactsParseError(host, shown.length === 0 ? 'the facts command printed nothing' : `no '${FACTS_BEGIN}' line in the facts output`, shown);
   }
-  if (lines[lines.length - 1] !== FACTS_END) {
-    throw new Error(`facts from ${host}: the output is truncated (no '${FACTS_END}' line; last line ${JSON.stringify(lines[lines.length - 1])})`);
+  const end = all.indexOf(FACTS_END, begin + 1);
+  if (end < 0) {
+    const last = all.filter((l) => l.trim() !== '').slice(-1);
+    throw new FactsParseError(host, `the output is truncated (no '${FACTS_END}' line)`, last);
   }
-
+  const lines = all.slice(begin, end + 1);
   const kv = new Map<string, string>();
   const files: Record<string, string | null> = {};
   const sections = new Map<string, string[]>();
   let open: { name: string; lines: string[] } | undefined;
-  for (const l of lines.slice(first + 1, -1)) {
+  for (const l of lines.slice(1, -1)) {
     if (open) {
       if (l === `@end ${open.name}`) {
         sections.set(open.name, open.lines);
@@ -228,7 +233,7 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
     if (l === '') continue;
     const begin = /^@begin (\S+)$/.exec(l);
     if (begin) {
-      if (!SECTIONS.has(begin[1]!)) throw new Error(`facts from ${host}: unknown section: ${JSON.stringify(l)}`);
+      if (!SECTIONS.has(begin[1]!)) throw new FactsParseError(host, `unknown section`, [l]);
       open = { name: begin[1]!, lines: [] };
       continue;
     }
@@ -237,21 +242,21 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
       const [, hash, path] = file as unknown as [string, string, string];
       if (hash === '-') files[path] = null;
       else if (SHA256.test(hash)) files[path] = hash;
-      else if (hash === '?') throw new Error(`facts from ${host}: ${path} exists but could not be hashed (is sha256sum installed and the file readable?)`);
-      else throw new Error(`facts from ${host}: unexpected line: ${JSON.stringify(l)}`);
+      else if (hash === '?') throw new FactsParseError(host, `${path} exists but could not be hashed (is sha256sum installed and the file readable?)`, []);
+      else throw new FactsParseError(host, `unexpected line`, [l]);
       continue;
     }
     const m = /^([a-z][a-z0-9_.-]*)=(.*)$/.exec(l);
-    if (!m || !KEYS.has(m[1]!)) throw new Error(`facts from ${host}: unexpected line: ${JSON.stringify(l)}`);
+    if (!m || !KEYS.has(m[1]!)) throw new FactsParseError(host, `unexpected line`, [l]);
     kv.set(m[1]!, m[2]!);
   }
-  if (open) throw new Error(`facts from ${host}: section ${open.name} is not closed`);
+  if (open) throw new FactsParseError(host, `section ${open.name} is not closed`, []);
   for (const k of KEYS) {
-    if (!k.startsWith('os.') && !kv.has(k)) throw new Error(`facts from ${host}: '${k}=' is missing from the output`);
+    if (!k.startsWith('os.') && !kv.has(k)) throw new FactsParseError(host, `'${k}=' is missing from the output`, []);
   }
-  for (const s of SECTIONS) if (!sections.has(s)) throw new Error(`facts from ${host}: section ${s} is missing from the output`);
+  for (const s of SECTIONS) if (!sections.has(s)) throw new FactsParseError(host, `section ${s} is missing from the output`, []);
   const rundir = kv.get('rundir');
-  if (rundir !== 'yes' && rundir !== 'no') throw new Error(`facts from ${host}: unexpected line: ${JSON.stringify(`rundir=${rundir}`)}`);
+  if (rundir !== 'yes' && rundir !== 'no') throw new FactsParseError(host, `unexpected line`, [`rundir=${rundir}`]);
 
   const osId = unquote(kv.get('os.id') ?? '');
   const family = osFamily(osId, unquote(kv.get('os.id_like') ?? ''));

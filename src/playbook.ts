@@ -12,8 +12,6 @@ export const STEP_IDS = ['packages', 'rundir', 'haproxy-config', 'keepalived-con
 export type StepId = (typeof STEP_IDS)[number];
 export const FILE_KEYS = ['haproxy', 'keepalived', 'tmpfiles'] as const;
 export type FileKey = (typeof FILE_KEYS)[number];
-export const GATE_CHECKS = ['vip-on-primary', 'vip-still-on-primary-only', 'kubectl-via-vip'] as const;
-export type GateCheck = (typeof GATE_CHECKS)[number];
 export const GATE_ROLES = ['primary', 'backup', 'final'] as const;
 export type GateRole = (typeof GATE_ROLES)[number];
 
@@ -45,9 +43,8 @@ export const DEFAULT_STEP_TIMEOUT_SECONDS: Record<StepId, number> = {
   units: 120,
 };
 
+/** A gate's deadline and polling interval; what it checks is fixed by its role (src/gates/). */
 export interface GateSpec {
-  /** What the gate checks, in order (the gate module implements them). */
-  checks: GateCheck[];
   timeoutSeconds: number;
   intervalSeconds: number;
 }
@@ -214,6 +211,8 @@ export function parsePlaybook(text: string, dir: string, file = join(dir, 'playb
     const n = ids.filter((x) => x === id).length;
     if (n !== 1) p.fail('steps', `step '${id}' must appear exactly once (found ${n})`);
   }
+  // packages runs first on every master in parallel (it starts no service), before the per-master steps.
+  if (ids[0] !== 'packages') p.fail('steps', `'packages' must be the first step (the runner installs on every master at once, before the one-at-a-time steps)`);
   // The validators need the packages; the units need their files and /run/haproxy.
   const at = (id: StepId) => ids.indexOf(id);
   for (const [before, after] of [
@@ -230,14 +229,11 @@ export function parsePlaybook(text: string, dir: string, file = join(dir, 'playb
   const gates = {} as Record<GateRole, GateSpec>;
   for (const role of GATE_ROLES) {
     const where = `gates.${role}`;
-    const g = p.obj(gatesObj[role], where, { required: ['checks', 'timeout_seconds', 'interval_seconds'] });
-    if (!Array.isArray(g.checks) || g.checks.length === 0) p.fail(`${where}.checks`, 'must be a non-empty list');
-    const checks = (g.checks as unknown[]).map((c, i) => p.oneOf(c, `${where}.checks[${i}]`, GATE_CHECKS));
-    if (new Set(checks).size !== checks.length) p.fail(`${where}.checks`, 'lists a check twice');
+    const g = p.obj(gatesObj[role], where, { required: ['timeout_seconds', 'interval_seconds'] });
     const timeoutSeconds = p.num(g.timeout_seconds, `${where}.timeout_seconds`, 1, 3600, false);
     const intervalSeconds = p.num(g.interval_seconds, `${where}.interval_seconds`, 0.1, 600, false);
     if (intervalSeconds > timeoutSeconds) p.fail(where, 'interval_seconds is longer than timeout_seconds');
-    gates[role] = { checks, timeoutSeconds, intervalSeconds };
+    gates[role] = { timeoutSeconds, intervalSeconds };
   }
 
   const playbook: Playbook = {

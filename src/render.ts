@@ -10,8 +10,13 @@
 //                          when it is false / undefined / ''. Blocks do not nest.
 // Unknown names, malformed tags and values that could break out of their token throw.
 import { isIPv6 } from 'node:net';
-import type { Playbook } from './playbook.js';
 import type { ClusterSpec, HostSpec } from './types.js';
+
+/** What rendering needs from the playbook (declared here so that render and playbook do not import each other). */
+export interface RenderSource {
+  runDir: string;
+  files: Record<'haproxy' | 'keepalived' | 'tmpfiles', { template: string; templateText: string }>;
+}
 
 export const MANAGED_HEADER = '# Managed by kha-deploy — changes are overwritten; edit the inventory/playbook instead.';
 
@@ -183,7 +188,7 @@ function hostPort(address: string): string {
 }
 
 /** The values haproxy.cfg.tmpl may use; identical on every master. */
-export function haproxyContext(spec: ClusterSpec, playbook: Pick<Playbook, 'runDir'>): TemplateContext {
+export function haproxyContext(spec: ClusterSpec, playbook: Pick<RenderSource, 'runDir'>): TemplateContext {
   return {
     vip: spec.vip,
     vip_port: spec.vipPort,
@@ -214,21 +219,21 @@ export function keepalivedContext(spec: ClusterSpec, host: HostSpec, iface: stri
   };
 }
 
-export function tmpfilesContext(playbook: Pick<Playbook, 'runDir'>): TemplateContext {
+export function tmpfilesContext(playbook: Pick<RenderSource, 'runDir'>): TemplateContext {
   return { run_dir: playbook.runDir };
 }
 
-export function renderHaproxy(spec: ClusterSpec, playbook: Playbook): string {
+export function renderHaproxy(spec: ClusterSpec, playbook: RenderSource): string {
   const f = playbook.files.haproxy;
   return renderTemplate(f.templateText, haproxyContext(spec, playbook), f.template);
 }
 
-export function renderKeepalived(spec: ClusterSpec, host: HostSpec, iface: string, playbook: Playbook): string {
+export function renderKeepalived(spec: ClusterSpec, host: HostSpec, iface: string, playbook: RenderSource): string {
   const f = playbook.files.keepalived;
   return renderTemplate(f.templateText, keepalivedContext(spec, host, iface), f.template);
 }
 
-export function renderTmpfiles(playbook: Playbook): string {
+export function renderTmpfiles(playbook: RenderSource): string {
   const f = playbook.files.tmpfiles;
   return renderTemplate(f.templateText, tmpfilesContext(playbook), f.template);
 }

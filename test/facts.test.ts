@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { canonicalAddress, factsScript, parseFacts } from '../src/facts.js';
+import { FactsParseError, factsScript, parseFacts } from '../src/facts.js';
 import { loadPlaybook } from '../src/playbook.js';
 import type { HostFacts } from '../src/types.js';
 import { cluster, host } from './fixtures/facts/cluster.js';
@@ -151,13 +151,18 @@ describe('parseFacts details', () => {
     assert.deepEqual(f.interfaces[2], { name: 'tun0', addrs: ['10.9.0.1'] });
   });
 
+  it('finds the markers when a chatty login shell prints before and after (.bashrc echo, motd)', () => {
+    const chatty = `Welcome to master1!\nkha-facts 0 is not our marker\n\u001b[32mconda base activated\u001b[0m\n${base}bye from .bash_logout\n`;
+    assert.deepEqual(parseFacts('m', chatty, VIP), parseFacts('m', base, VIP));
+  });
+
   it('tolerates CRLF line ends and leading blank lines', () => {
     assert.deepEqual(parseFacts('m', `\n${base.replace(/\n/g, '\r\n')}`, VIP), parseFacts('m', base, VIP));
   });
 
   const garbage: [string, string, RegExp][] = [
     ['empty output', '', /printed nothing/],
-    ['a banner before the marker', `Welcome!\n${base}`, /expected 'kha-facts 1' first, got "Welcome!"/],
+    ['output without the marker', `Welcome!\nconda activated\n`, /no 'kha-facts 1' line in the facts output: "Welcome!", "conda activated"/],
     ['truncated output', base.slice(0, base.indexOf('@begin ip-addr')), /truncated/],
     ['an unknown key', base.replace('rundir=no', 'rundir=no\nfoo=bar'), /unexpected line: "foo=bar"/],
     ['a non-boolean rundir', base.replace('rundir=no', 'rundir=maybe'), /unexpected line: "rundir=maybe"/],
@@ -173,16 +178,9 @@ describe('parseFacts details', () => {
   ];
   for (const [what, text, re] of garbage) {
     it(`refuses ${what} with a clear message`, () => {
-      assert.throws(() => parseFacts('master1', text, VIP), (err: Error) => err.constructor === Error && /^facts from master1: /.test(err.message) && re.test(err.message));
+      assert.throws(() => parseFacts('master1', text, VIP), (err: Error) => err instanceof FactsParseError && err.host === 'master1' && /^facts from master1: /.test(err.message) && re.test(err.message));
     });
   }
-});
-
-describe('canonicalAddress', () => {
-  it('normalizes IPv6 and leaves IPv4 alone', () => {
-    assert.equal(canonicalAddress('2001:DB8:0:0:0:0:0:1'), '2001:db8::1');
-    assert.equal(canonicalAddress('10.0.0.1'), '10.0.0.1');
-  });
 });
 
 describe('factsScript', () => {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { UsageError } from '../src/errors.js';
 import { defaultPlaybookPath, loadPlaybook, packageRoot, parsePlaybook } from '../src/playbook.js';
 
@@ -54,11 +55,45 @@ describe('the packaged playbook', () => {
     assert.doesNotMatch(pb.files.keepalived.validate!, /--config-test=/, '--config-test=FILE names a log file');
   });
 
+  it('gives every step a deadline, from the YAML', () => {
+    assert.deepEqual(
+      pb.steps.map((st) => [st.id, st.timeoutSeconds]),
+      [['packages', 600], ['rundir', 30], ['haproxy-config', 60], ['keepalived-config', 60], ['units', 120]],
+    );
+  });
+
+  it('reads every key it offers: changing any value changes the result or is refused', () => {
+    const doc = parseYaml(text) as Record<string, unknown>;
+    const paths: (string | number)[][] = [];
+    const walk = (v: unknown, at: (string | number)[]) => {
+      if (v && typeof v === 'object') for (const [k, c] of Object.entries(v)) walk(c, [...at, Array.isArray(v) ? Number(k) : k]);
+      else paths.push(at);
+    };
+    walk(doc, []);
+    assert.ok(paths.length > 20, `walked ${paths.length} leaves`);
+    const baseline = JSON.stringify(parsePlaybook(text, dir, join(dir, 'master-ha.yml')));
+    for (const path of paths) {
+      const copy = parseYaml(text) as Record<string, unknown>;
+      let node: any = copy;
+      for (const k of path.slice(0, -1)) node = node[k];
+      const last = path[path.length - 1]!;
+      const v = node[last];
+      node[last] = typeof v === 'number' ? v + 1 : typeof v === 'string' ? `${v}x` : !v;
+      let after: string | undefined;
+      try {
+        after = JSON.stringify(parsePlaybook(stringifyYaml(copy), dir, join(dir, 'master-ha.yml')));
+      } catch {
+        continue; // refused: the key is required
+      }
+      assert.notEqual(after, baseline, `playbook key ${path.join('.')} is offered but changing it changes nothing`);
+    }
+  });
+
   it('declares the gates per role', () => {
     assert.deepEqual(pb.gates, {
-      primary: { checks: ['vip-on-primary', 'kubectl-via-vip'], timeoutSeconds: 90, intervalSeconds: 0.5 },
-      backup: { checks: ['vip-still-on-primary-only', 'kubectl-via-vip'], timeoutSeconds: 60, intervalSeconds: 1 },
-      final: { checks: ['vip-on-primary', 'kubectl-via-vip'], timeoutSeconds: 60, intervalSeconds: 1 },
+      primary: { timeoutSeconds: 90, intervalSeconds: 0.5 },
+      backup: { timeoutSeconds: 60, intervalSeconds: 1 },
+      final: { timeoutSeconds: 60, intervalSeconds: 1 },
     });
   });
 });
@@ -86,11 +121,11 @@ describe('parsePlaybook refuses', () => {
 
   it('YAML syntax errors', () => refuses('name: [x\n', /YAML: /));
   it('unknown keys (typos)', () => refuses(edit('    timeout_seconds: 90', '    timout_seconds: 90\n    timeout_seconds: 90'), /gates\.primary: unknown key 'timout_seconds'/));
-  it('a missing step', () => refuses(edit(/  - id: rundir\n.*\n/, ''), /step 'rundir' must appear exactly once \(found 0\)/));
+  it('a missing step', () => refuses(edit(/  - id: rundir\n(?:    .*\n)+/, ''), /step 'rundir' must appear exactly once \(found 0\)/));
   it('an unknown step', () => refuses(edit('  - id: units', '  - id: reboot'), /steps\[4\]\.id: must be one of packages, rundir/));
   it('units before a config step', () =>
     refuses(
-      edit(/(  - id: keepalived-config\n.*\n)(  - id: units\n.*\n)/, '$2$1'),
+      edit(/(  - id: keepalived-config\n(?:    .*\n)+)(  - id: units\n(?:    .*\n)+)/, '$2$1'),
       /'keepalived-config' must come before 'units'/,
     ));
   it('an unquoted mode', () => refuses(edit('mode: "0600"', 'mode: 0600'), /files\.keepalived\.mode: must be a non-empty string/));
@@ -98,7 +133,11 @@ describe('parsePlaybook refuses', () => {
   it('a relative managed path', () => refuses(edit('path: /etc/haproxy/haproxy.cfg', 'path: haproxy.cfg'), /files\.haproxy\.path: 'haproxy\.cfg' is not an absolute path/));
   it('a missing template file', () => refuses(edit('template: templates/haproxy.cfg.tmpl', 'template: templates/nope.tmpl'), /files\.haproxy\.template: cannot read .*nope\.tmpl/));
   it('an interval longer than the timeout', () => refuses(edit('    interval_seconds: 0.5\n  backup:', '    interval_seconds: 200\n  backup:'), /gates\.primary: interval_seconds is longer than timeout_seconds/));
-  it('an unknown gate check', () => refuses(edit('checks: [vip-on-primary, kubectl-via-vip]', 'checks: [vip-on-primary, ping]'), /gates\.primary\.checks\[1\]: must be one of/));
+  it('a gate check list (what a gate checks is fixed by its role, so the playbook does not offer it)', () =>
+    refuses(edit('  primary:\n', '  primary:\n    checks: [vip-on-primary]\n'), /gates\.primary: unknown key 'checks'/));
+  it('packages anywhere but first (the runner installs on every master before the per-master steps)', () =>
+    refuses(edit(/(  - id: packages\n(?:    .*\n)+)(  - id: rundir\n(?:    .*\n)+)/, '$2$1'), /'packages' must be the first step/));
+  it('a step deadline out of range', () => refuses(edit('    timeout_seconds: 600', '    timeout_seconds: 0'), /steps\[0\]\.timeout_seconds: must be a number from 1 to 7200/));
   it('a negative backups count', () => refuses(edit('backups: 5', 'backups: -1'), /backups: must be an integer from 0 to 100/));
   it('a package name with shell syntax', () => refuses(edit('haproxy: haproxy\n', 'haproxy: "haproxy; reboot"\n'), /packages\.haproxy: 'haproxy; reboot' is not a package name/));
 

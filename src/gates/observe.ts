@@ -1,8 +1,9 @@
 // Pure side of the gates: the one command a gate runs on a host, and what its output means.
-import { interfacesWith, parseAddrs } from '../facts.js';
+import { FactsParseError, interfacesWith, parseAddrs } from '../facts.js';
 import { scriptTag, shellQuote } from '../shell.js';
 import type { ClusterSpec } from '../types.js';
 
+const OBSERVE_MARK = '@@KHA-OBSERVE';
 const KUBECTL_MARK = '@@KHA-KUBECTL';
 const RC_MARK = '@@KHA-RC=';
 
@@ -29,7 +30,8 @@ export function vipUrl(spec: ClusterSpec): string {
 
 /** `ip -o addr show`, then optionally `kubectl version` forced through https://VIP:vip_port. */
 export function observeScript(spec: ClusterSpec, withKubectl: boolean): string {
-  const lines = [scriptTag('observe', withKubectl ? 'kubectl' : 'addr'), 'ip -o addr show'];
+  // The marker lets the parser skip whatever a chatty login shell printed first.
+  const lines = [scriptTag('observe', withKubectl ? 'kubectl' : 'addr'), `echo ${OBSERVE_MARK}`, 'ip -o addr show'];
   if (withKubectl) {
     // kubeasz installs kubectl in /opt/kube/bin, which is not on sudo's secure_path.
     lines.push(
@@ -48,7 +50,11 @@ export function interfacesHolding(ipOAddr: string, vip: string, host = 'host'): 
   return interfacesWith(parseAddrs(host, lines), vip);
 }
 
-export function parseObservation(host: string, stdout: string, vip: string): HostObservation {
+/** Parse observeScript's output; throws FactsParseError (host + unexpected lines) on output it cannot read. */
+export function parseObservation(host: string, output: string, vip: string): HostObservation {
+  const at = findMarkLine(output, OBSERVE_MARK);
+  if (at < 0) throw new FactsParseError(host, `no '${OBSERVE_MARK}' line in the output of the VIP check`, output.split('\n').filter((l) => l.trim()).slice(0, 5));
+  const stdout = output.slice(at + OBSERVE_MARK.length + 1);
   const idx = stdout.indexOf(KUBECTL_MARK);
   const addrPart = idx === -1 ? stdout : stdout.slice(0, idx);
   const obs: HostObservation = { host, vipOn: interfacesHolding(addrPart, vip, host) };
@@ -67,6 +73,12 @@ export function parseObservation(host: string, stdout: string, vip: string): Hos
     };
   }
   return obs;
+}
+
+/** Offset of the line that is exactly `mark` (CR tolerated), or -1. */
+function findMarkLine(text: string, mark: string): number {
+  const m = new RegExp(`(^|\n)${mark}\r?(\n|$)`).exec(text);
+  return m ? m.index + m[1]!.length : -1;
 }
 
 /** Hosts that hold the VIP right now. */

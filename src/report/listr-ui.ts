@@ -21,6 +21,8 @@ export function listrUi(order: string[], primary: string): { emit: (e: RunEvent)
   const waiters = new Map<string, Waiter>();
   const pending = new Map<string, { ok: boolean; msg?: string; err?: Error }>();
   const counts = new Map<string, { ok: number; changed: number }>();
+  /** The gate that passed in a stage, shown in its title once it is done. */
+  const passed = new Map<string, string>();
   let current = 'facts';
 
   const settle = (key: string, outcome: { ok: boolean; msg?: string; err?: Error }) => {
@@ -57,6 +59,8 @@ export function listrUi(order: string[], primary: string): { emit: (e: RunEvent)
             resolve: (msg) => {
               const c = counts.get(s.key);
               if (c && s.key.startsWith('host:')) task.title = `${s.title}: ${c.changed} step(s) changed, ${c.ok} already right`;
+              const gate = passed.get(s.key);
+              if (gate) task.title = `${task.title}${s.key.startsWith('host:') ? '; ' : ': '}${gate}`;
               if (msg) task.skip(msg);
               resolve();
             },
@@ -72,7 +76,8 @@ export function listrUi(order: string[], primary: string): { emit: (e: RunEvent)
           waiters.set(s.key, w);
         }),
     })),
-    { concurrent: false, exitOnError: true },
+    // listr2 would otherwise add its own SIGINT listener that exits 127 before ours can stop the run and print the recap.
+    { concurrent: false, exitOnError: true, registerSignalListeners: false },
   );
   const running = list.run().catch(() => undefined);
 
@@ -93,6 +98,9 @@ export function listrUi(order: string[], primary: string): { emit: (e: RunEvent)
       setOutput(current, `${e.host}: ${e.title}: ${e.status}`);
     } else if (e.type === 'gate-wait') {
       setOutput(current, `${e.gate}: ${e.message}`);
+    } else if (e.type === 'gate-pass') {
+      passed.set(current, `${e.gate}: ${e.message}`);
+      setOutput(current, `${e.gate}: passed: ${e.message}`);
     }
   };
 

@@ -1,12 +1,20 @@
-// Secrets (vrrp_auth_pass, passphrases, sudo passwords) are masked wherever text leaves the process.
+// Secrets are masked by meaning, not by substring: the VRRP password is masked where the syntax
+// says "this is the password" (keepalived's `auth_pass X`, the inventory's `vrrp_auth_pass=X`), so
+// a password of `51` never hides the VRID 51. The sudo password and key passphrase never enter any
+// text kha-deploy shows (they travel on stdin or stay in-process), so nothing looks for them.
 
 export const MASK = '********';
 
-/** Replace every occurrence of each non-empty secret by a mask. */
-export function redact(text: string, secrets: readonly (string | undefined)[]): string {
+const BY_MEANING: RegExp[] = [/(\bauth_pass[ \t]+)([^\s]+)/g, /(\bvrrp_auth_pass[ \t]*[=:][ \t]*)([^\s]+)/g];
+
+/** Mask the values that are secrets by their syntax; nothing else changes. */
+export function maskSecrets(text: string): string {
   let out = text;
-  for (const s of secrets) {
-    if (s) out = out.split(s).join(MASK);
-  }
+  for (const re of BY_MEANING) out = out.replace(re, (_m, head: string) => `${head}${MASK}`);
   return out;
+}
+
+/** @deprecated call sites still pass a list of secret values; masking is by meaning now (maskSecrets). */
+export function redact(text: string, _secrets?: readonly (string | undefined)[]): string {
+  return maskSecrets(text);
 }

@@ -16,8 +16,11 @@ export function eventLine(e: RunEvent, verbose: boolean): string | undefined {
     case 'gate-wait':
       // The gate is retried until its deadline: an attempt that has not passed yet is not a failure.
       return `[${e.host}] ${e.gate}: not yet, retrying (attempt ${e.attempt}; ${e.message})`;
+    case 'gate-pass':
+      return `[${e.host}] ${e.gate}: passed: ${e.message}`;
     case 'command':
-      return verbose ? `[${e.host}] $ ${e.command.split('\n')[0]}${e.command.includes('\n') ? ' …' : ''}` : undefined;
+      // The whole command as sent (secrets masked by the session), indented under its host.
+      return verbose ? `[${e.host}] $ ${e.command.replace(/\n/g, `\n[${e.host}]   `)}` : undefined;
     case 'warning':
       return `warning:${e.host ? ` [${e.host}]` : ''} ${e.message}`;
   }

@@ -1,16 +1,21 @@
 // The pipeline: connect → lock + facts → plan → packages (parallel) → per host in order: re-read
 // facts, apply, gate → final check. Emits RunEvents; never prints.
 import { hostname, userInfo } from 'node:os';
-import { HostStepError, InterruptedError, KhaError, LockedError, ManyErrors } from '../errors.js';
+import { ConnectError, DeadlineError, GateError, HostKeyError, HostStepError, InterruptedError, KhaError, LockedError, ManyErrors } from '../errors.js';
 import { HostApplier } from '../apply.js';
-import { factsScript, parseFacts } from '../facts.js';
+import { FactsParseError, factsScript, parseFacts } from '../facts.js';
 import { waitForGate } from '../gates/wait.js';
 import { planHost, vipInterface } from '../plan.js';
 import type { Playbook } from '../playbook.js';
 import type { ClusterSpec, HeldCommand, HostFacts, HostPlan, HostRecap, HostSpec, Remote, RunEvent, StepStatus } from '../types.js';
 import { isSudoPasswordRequired, isSudoPasswordWrong } from '../ssh/command.js';
-import { LOCKED_EXIT, READY_MARK, lockScript } from './lock.js';
+import { FLOCK_MISSING_EXIT, LOCKED_EXIT, READY_MARK, brokenLockOwner, lockScript } from './lock.js';
 import { gateTiming } from './timing.js';
+
+/** After Ctrl-C a running change gets this long to finish before it is ended on the host. */
+export const COMMAND_GRACE_MS = 1000;
+/** Deadline for reading facts (the lock wait is not part of it: a held lock fails at once). */
+export const FACTS_TIMEOUT_MS = 60_000;
 
 export interface RolloutOptions {
   spec: ClusterSpec;
@@ -20,13 +25,27 @@ export interface RolloutOptions {
   connect: (host: HostSpec) => Promise<Remote>;
   emit: (e: RunEvent) => void;
   signal?: AbortSignal;
-  secrets: readonly string[];
+  /** --break-lock: end a run lock left by another run (its holder is named in a warning). */
+  breakLock?: boolean;
+}
+
+/** One gate as it ended. */
+export interface GateRecord {
+  host: string;
+  gate: string;
+  ok: boolean;
+  elapsedMs: number;
+  holder?: string;
+  serverVersion?: string;
 }
 
 export interface RolloutResult {
   recap: HostRecap[];
-  /** Host holding the VIP at the end ('' when none was seen). */
-  vipHolder: string;
+  /** Who held the VIP at the last observation this run made (facts or a gate); undefined when none was made. */
+  vipHolders?: string[];
+  /** Which observation that was: 'facts', or the gate id and its host. */
+  vipSeenAt?: string;
+  gates: GateRecord[];
   error?: unknown;
 }
 
@@ -37,51 +56,96 @@ interface HostState {
   facts?: HostFacts;
   plan?: HostPlan;
   statuses: StepStatus[];
+  unreachable: boolean;
 }
 
 function toKhaError(host: string, step: string, err: unknown): KhaError {
   if (err instanceof KhaError) return err;
+  if (err instanceof FactsParseError) {
+    return new HostStepError(host, step, `could not read what ${host} printed: ${err.problem}`, {
+      seen: err.lines.join('\n'),
+      hint: 'a login script that prints (~/.bashrc, motd) is fine; output cut short means a missing tool or a dropped connection: run the command with -v and compare',
+    });
+  }
   return new HostStepError(host, step, err instanceof Error ? err.message : String(err), { cause: err });
 }
 
 export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
   const { spec, playbook, emit } = opts;
   const order = spec.order.filter((n) => opts.hosts.some((h) => h.name === n));
-  const states = new Map<string, HostState>(order.map((n) => [n, { spec: opts.hosts.find((h) => h.name === n)!, statuses: [] }]));
+  const states = new Map<string, HostState>(order.map((n) => [n, { spec: opts.hosts.find((h) => h.name === n)!, statuses: [], unreachable: false }]));
   const all = () => [...states.values()];
   const remotes = () => all().flatMap((s) => (s.remote ? [s.remote] : []));
   const interrupted = () => new InterruptedError('interrupted: stopped before the next step; no file is half-written, rerun to converge');
   const checkAbort = () => {
     if (opts.signal?.aborted) throw interrupted();
   };
-  let vipHolder = '';
+  // Changes get a moment to finish after Ctrl-C; reads and waits stop at once.
+  const changeAbort = new AbortController();
+  const onAbort = () => setTimeout(() => changeAbort.abort(), COMMAND_GRACE_MS).unref();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const signalOpt = opts.signal ? { signal: opts.signal } : {};
+  const gates: GateRecord[] = [];
+  let seen: { holders: string[]; at: string } | undefined;
   let error: unknown;
+
   /** The VIP must be on the primary (when it is in this run) and kubectl must answer through it on `kubectlOn`. */
-  const gate = (role: 'primary' | 'backup' | 'final', id: string, host: string, kubectlOn: string[]) => {
+  const gate = async (role: 'primary' | 'backup' | 'final', id: string, host: string, kubectlOn: string[]) => {
     const primary = states.get(spec.primary);
     const t = gateTiming(playbook, role);
-    return waitForGate({
-      spec,
-      gate: id,
-      host,
-      remotes: remotes(),
-      expectedHolder: primary ? spec.primary : undefined,
-      expectedInterface: role !== 'backup' && primary?.facts ? vipInterface(primary.spec, primary.facts) : undefined,
-      kubectlOn,
-      vipFirst: role === 'primary',
-      timeoutMs: t.timeoutMs,
-      intervalMs: t.intervalMs,
-      emit,
-      interfaces: primary?.facts?.interfaces,
-      signal: opts.signal,
-    });
+    try {
+      const passed = await waitForGate({
+        spec,
+        gate: id,
+        host,
+        remotes: remotes(),
+        expectedHolder: primary ? spec.primary : undefined,
+        expectedInterface: role !== 'backup' && primary?.facts ? vipInterface(primary.spec, primary.facts) : undefined,
+        kubectlOn,
+        vipFirst: role === 'primary',
+        timeoutMs: t.timeoutMs,
+        intervalMs: t.intervalMs,
+        emit,
+        interfaces: primary?.facts?.interfaces,
+        signal: opts.signal,
+      });
+      seen = { holders: passed.holder ? [passed.holder] : [], at: `${id} (${host})` };
+      gates.push({ host, gate: id, ok: true, elapsedMs: passed.elapsedMs, holder: passed.holder, ...(passed.serverVersion ? { serverVersion: passed.serverVersion } : {}) });
+      const secs = (passed.elapsedMs / 1000).toFixed(1);
+      const where = passed.holder ? `VIP on ${passed.holder} after ${secs} s` : `no master holds the VIP (the primary is outside --limit), after ${secs} s`;
+      emit({
+        type: 'gate-pass',
+        host,
+        gate: id,
+        elapsedMs: passed.elapsedMs,
+        holder: passed.holder,
+        ...(passed.serverVersion ? { serverVersion: passed.serverVersion } : {}),
+        message: `${where}; kubectl through the VIP: ${passed.serverVersion ?? 'answered'}`,
+      });
+      // A passed check counts once on every master it checked (the final check: all of them).
+      for (const h of kubectlOn) states.get(h)?.statuses.push('ok');
+    } catch (err) {
+      if (err instanceof GateError) {
+        if (err.holders) seen = { holders: err.holders, at: `${id} (${host})` };
+        gates.push({ host, gate: id, ok: false, elapsedMs: 0 });
+        for (const h of err.hosts) states.get(h)?.statuses.push('failed');
+      } else {
+        markFailure(states.get(host), err);
+      }
+      throw err;
+    }
   };
 
   try {
     emit({ type: 'phase', phase: 'connect', message: `connecting to ${order.join(', ')}` });
     await settleAll(
       all().map(async (s) => {
-        s.remote = await opts.connect(s.spec);
+        try {
+          s.remote = await opts.connect(s.spec);
+        } catch (err) {
+          s.unreachable = true;
+          throw err;
+        }
       }),
       (i, err) => toKhaError(all()[i]!.spec.name, 'connect', err),
       'cannot reach every master: no host was changed',
@@ -89,42 +153,31 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     checkAbort();
 
     emit({ type: 'phase', phase: 'facts', message: 'locking and reading facts' });
-    const owner = `kha-deploy pid ${process.pid} by ${userInfo().username}@${hostname()} since ${new Date().toISOString()}`;
     await settleAll(
       all().map(async (s) => {
-        const held = await s.remote!.hold(lockScript(factsScript(spec, s.spec, playbook), owner), READY_MARK);
-        if (!('release' in held)) {
-          if (held.code === LOCKED_EXIT) {
-            throw new LockedError(s.spec.name, 'lock', 'another kha-deploy run is working on this master', {
-              seen: held.stderr.trim(),
-              hint: 'wait for the other run to finish (its lock goes away when it ends or dies), then rerun',
-            });
-          }
-          const sudo = isSudoPasswordRequired(held.stderr) || isSudoPasswordWrong(held.stderr);
-          throw new HostStepError(s.spec.name, 'facts', sudo ? `sudo on the host did not accept the become credentials` : `reading the host's facts failed (exit ${held.code})`, {
-            seen: (held.stderr || held.stdout).trim(),
-            hint: sudo
-              ? `sudo requires a password for ${s.spec.user}: pass it with --ask-become-pass or KHA_BECOME_PASS, or give the user NOPASSWD sudo`
-              : 'the facts command needs a POSIX sh, flock, ip and systemctl on the host',
-          });
+        try {
+          await lockAndReadFacts(s);
+        } catch (err) {
+          markFailure(s, err);
+          throw err;
         }
-        s.lock = held;
-        s.facts = parseFacts(s.spec.name, held.output, spec.vip);
-        s.plan = planHost(spec, s.spec, s.facts, playbook);
       }),
       (i, err) => toKhaError(all()[i]!.spec.name, 'facts', err),
       'cannot start the rollout: no host was changed',
     );
+    const factsHolders = all().filter((s) => (s.facts?.vipOn.length ?? 0) > 0).map((s) => s.spec.name);
+    seen = { holders: factsHolders, at: 'facts' };
     checkAbort();
 
-    // Package installation dominates a first rollout and starts no service (policy-rc.d), so it runs in parallel.
+    // Package installation dominates a first rollout and starts no service (policy-rc.d), so it runs
+    // first, on every master in parallel; the playbook requires it to be the first step.
     const needPkgs = all().filter((s) => s.plan!.steps.some((st) => st.id === 'packages' && st.ops.length > 0));
     if (needPkgs.length > 0) {
       emit({ type: 'phase', phase: 'packages', message: `installing packages on ${needPkgs.map((s) => s.spec.name).join(', ')}` });
       await settleAll(
         needPkgs.map(async (s) => {
           const st = s.plan!.steps.find((x) => x.id === 'packages')!;
-          await record(s, () => new HostApplier({ remote: s.remote!, emit, keepBackups: playbook.backups, secrets: opts.secrets }).step(st));
+          await record(s, () => applier(s).step(st));
         }),
         (i, err) => toKhaError(needPkgs[i]!.spec.name, 'packages', err),
         'package installation failed: no configuration was changed',
@@ -141,33 +194,37 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       let plan = s.plan!;
       if (pkgsDone || plan.steps.some((st) => st.ops.length > 0)) {
         // Re-read right before changing: packages just changed the host, or another actor may have.
-        const res = await s.remote!.run(factsScript(spec, s.spec, playbook), { label: 'read facts again' });
-        if (res.code !== 0) throw new HostStepError(name, 'facts', `reading facts failed (exit ${res.code})`, { seen: res.stderr });
-        s.facts = parseFacts(name, res.stdout, spec.vip);
-        plan = planHost(spec, s.spec, s.facts, playbook);
+        await record(s, async () => {
+          const res = await s.remote!.run(factsScript(spec, s.spec, playbook), { label: 'read facts again', timeoutMs: FACTS_TIMEOUT_MS, ...signalOpt });
+          if (res.code !== 0) throw new HostStepError(name, 'facts', `reading facts failed (exit ${res.code})`, { seen: res.stderr });
+          try {
+            s.facts = parseFacts(name, res.stdout, spec.vip);
+            plan = planHost(spec, s.spec, s.facts, playbook);
+          } catch (err) {
+            throw toKhaError(name, 'facts', err);
+          }
+          return 'skipped';
+        }, false);
       }
-      const applier = new HostApplier({ remote: s.remote!, emit, keepBackups: playbook.backups, secrets: opts.secrets });
+      const hostApplier = applier(s);
       let changed = false;
       for (const st of plan.steps) {
         if (st.id === 'packages' && pkgsDone) continue;
         checkAbort();
-        changed = (await record(s, () => applier.step(st))) === 'changed' || changed;
+        changed = (await record(s, () => hostApplier.step(st))) === 'changed' || changed;
       }
-      if (changed) {
-        await record(s, async () => {
-          vipHolder = await gate(role, role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only', name, [name]);
-          return 'ok';
-        });
-      }
+      if (changed) await gate(role, role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only', name, [name]);
     }
 
     checkAbort();
     emit({ type: 'phase', phase: 'done', message: 'final check: VIP placement and kubectl through the VIP on every master' });
-    vipHolder = await gate('final', 'final-check', states.has(spec.primary) ? spec.primary : order[0]!, order);
+    await gate('final', 'final-check', states.has(spec.primary) ? spec.primary : order[0]!, order);
   } catch (err) {
     // After Ctrl-C a host failure is still reported as such; anything else (an aborted wait) is the interrupt.
-    error = opts.signal?.aborted && !(err instanceof KhaError) ? interrupted() : err;
+    const onlyInterrupts = err instanceof InterruptedError || (err instanceof ManyErrors && err.errors.every((e) => e instanceof InterruptedError));
+    error = opts.signal?.aborted && (!(err instanceof KhaError) || onlyInterrupts) ? interrupted() : err;
   } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
     await Promise.allSettled(all().map((s) => s.lock?.release()));
     await Promise.allSettled(remotes().map((r) => r.close()));
   }
@@ -175,21 +232,86 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     host: s.spec.name,
     ok: s.statuses.filter((x) => x === 'ok').length,
     changed: s.statuses.filter((x) => x === 'changed').length,
-    unreachable: 0,
+    unreachable: s.unreachable ? 1 : 0,
     failed: s.statuses.filter((x) => x === 'failed').length,
     commands: s.remote?.commandCount ?? 0,
   }));
-  return error === undefined ? { recap, vipHolder } : { recap, vipHolder, error };
+  return {
+    recap,
+    ...(seen ? { vipHolders: seen.holders, vipSeenAt: seen.at } : {}),
+    gates,
+    ...(error === undefined ? {} : { error }),
+  };
+
+  function applier(s: HostState): HostApplier {
+    return new HostApplier({ remote: s.remote!, emit, keepBackups: playbook.backups, signal: changeAbort.signal });
+  }
+
+  async function lockAndReadFacts(s: HostState): Promise<void> {
+    const name = s.spec.name;
+    const script = lockScript(factsScript(spec, s.spec, playbook), owner(), { breakLock: opts.breakLock === true });
+    let held;
+    try {
+      held = await s.remote!.hold(script, READY_MARK, { timeoutMs: FACTS_TIMEOUT_MS, ...signalOpt });
+    } catch (err) {
+      if (err instanceof DeadlineError) throw new DeadlineError(name, 'facts', err.timeoutMs, err.seen ?? '', { what: 'taking the run lock and reading facts' });
+      throw err;
+    }
+    if (!('release' in held)) {
+      if (held.code === LOCKED_EXIT) {
+        throw new LockedError(name, 'lock', 'another kha-deploy run is working on this master', {
+          seen: held.stderr.trim(),
+          hint: 'wait for the other run to finish: its lock goes away when it ends, dies or stops sending heartbeats (30 s). If you know it is gone, rerun with --break-lock',
+        });
+      }
+      if (held.code === FLOCK_MISSING_EXIT) {
+        throw new HostStepError(name, 'lock', `flock is missing on ${name} (util-linux)`, {
+          seen: held.stderr.trim(),
+          hint: 'install util-linux on the host (it provides flock), then rerun',
+        });
+      }
+      const sudo = isSudoPasswordRequired(held.stderr) || isSudoPasswordWrong(held.stderr);
+      throw new HostStepError(name, 'facts', sudo ? `sudo on the host did not accept the become credentials` : `reading the host's facts failed (exit ${held.code})`, {
+        seen: (held.stderr || held.stdout).trim(),
+        hint: sudo
+          ? `sudo requires a password for ${s.spec.user}: pass it with --ask-become-pass or KHA_BECOME_PASS, or give the user NOPASSWD sudo`
+          : 'the facts command needs a POSIX sh, flock, ip and systemctl on the host',
+      });
+    }
+    s.lock = held;
+    const broken = brokenLockOwner(held.output);
+    if (broken) emit({ type: 'warning', host: name, message: `--break-lock: ended the run lock held by ${broken}` });
+    try {
+      s.facts = parseFacts(name, held.output, spec.vip);
+      s.plan = planHost(spec, s.spec, s.facts, playbook);
+    } catch (err) {
+      throw toKhaError(name, 'facts', err);
+    }
+  }
 }
 
-/** Record the status a step or gate ends with on its host, 'failed' when it throws. */
-async function record(s: HostState, work: () => Promise<StepStatus>): Promise<StepStatus> {
+let ownerText: string | undefined;
+/** Who this run is, as the lock records it. */
+function owner(): string {
+  ownerText ??= `kha-deploy pid ${process.pid} by ${userInfo().username}@${hostname()} since ${new Date().toISOString()}`;
+  return ownerText;
+}
+
+/** A lost connection makes a host unreachable (as Ansible counts it); anything else is a failure. */
+function markFailure(s: HostState | undefined, err: unknown): void {
+  if (!s) return;
+  if (err instanceof ConnectError || err instanceof HostKeyError) s.unreachable = true;
+  else if (!(err instanceof InterruptedError)) s.statuses.push('failed');
+}
+
+/** Record the status a step ends with on its host; a failure is recorded by markFailure. */
+async function record(s: HostState, work: () => Promise<StepStatus>, count = true): Promise<StepStatus> {
   try {
     const status = await work();
-    s.statuses.push(status);
+    if (count) s.statuses.push(status);
     return status;
   } catch (err) {
-    s.statuses.push('failed');
+    markFailure(s, err);
     throw err;
   }
 }
@@ -204,4 +326,3 @@ async function settleAll(
   const errors = results.flatMap((r, i) => (r.status === 'rejected' ? [wrap(i, r.reason)] : []));
   if (errors.length > 0) throw new ManyErrors(errors, `${errors.length} master${errors.length === 1 ? '' : 's'} failed; ${summary}`);
 }
-

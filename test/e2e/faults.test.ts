@@ -139,12 +139,26 @@ systemctl restart keepalived`,
     await converge();
   });
 
-  it('the VIP on two hosts at once (split brain): loud error, non-zero exit', async () => {
+  it('the VIP on two hosts at once (split brain): loud error, non-zero exit, the recap and JSON show every holder', async () => {
     await hostExecOk('master3', `ip addr add ${lab.vip}/32 dev eth0`);
     try {
       const r = await runCli(deployArgs(lab.inventoryPath, '--gate-timeout', '4'));
       assert.equal(r.code, 1, describeRun(r));
       assert.match(r.stderr, /SPLIT BRAIN: the VIP 172\.16\.86\.100 is on 2 hosts at once \(master1, master3\)/);
+      // The final check failed on both holders: the recap marks them, and the VIP line shows both.
+      assert.match(r.stdout, /master1\s+ok=\d+\s+changed=0\s+unreachable=0\s+failed=1/);
+      assert.match(r.stdout, /master2\s+ok=\d+\s+changed=0\s+unreachable=0\s+failed=0/);
+      assert.match(r.stdout, /master3\s+ok=\d+\s+changed=0\s+unreachable=0\s+failed=1/);
+      assert.match(r.stdout, /VIP 172\.16\.86\.100: SPLIT BRAIN, on 2 masters at once: master1, master3 \(last seen at final-check/);
+      const j = await runCli(deployArgs(lab.inventoryPath, '--gate-timeout', '4', '--output', 'json'));
+      assert.equal(j.code, 1, describeRun(j));
+      assert.deepEqual(j.json?.vipHolders, ['master1', 'master3'], j.stdout);
+      assert.deepEqual(
+        j.json.hosts.map((h: { host: string; failed: number; unreachable: number }) => [h.host, h.failed, h.unreachable]),
+        [['master1', 1, 0], ['master2', 0, 0], ['master3', 1, 0]],
+      );
+      assert.equal(j.json.gates.at(-1).gate, 'final-check');
+      assert.equal(j.json.gates.at(-1).ok, false);
     } finally {
       await hostExec('master3', `ip addr del ${lab.vip}/32 dev eth0`);
     }
@@ -188,7 +202,9 @@ systemctl restart keepalived`,
     try {
       const r = await run.done;
       assert.equal(r.code, 1, describeRun(r));
-      assert.match(r.stderr, /\[master3\]/);
+      assert.match(r.stderr, /error: \[master3\] [\w-]+: connection to kha@172\.16\.86\.13:22 was lost/);
+      assert.match(r.stdout, /master3\s+ok=\d+\s+changed=\d+\s+unreachable=1\s+failed=0/);
+      assert.match(r.stdout, /master1\s+ok=\d+\s+changed=[1-9]\d*\s+unreachable=0\s+failed=0/);
       assert.deepEqual(await vipHolders(), ['master1']);
       // haproxy's connect timeout + redispatch sends requests past the dead backend.
       for (let i = 0; i < 3; i++) {

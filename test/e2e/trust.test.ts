@@ -36,6 +36,14 @@ describe('trust and input on the lab', { concurrency: false }, () => {
     assert.match(r.stderr, /unknown host key for 172\.16\.86\.11/);
     assert.match(r.stderr, /ssh-keyscan|--accept-new-host-keys/);
     assert.equal(await accepted('master1'), before, 'a login happened although the host key was unknown');
+    // As Ansible counts it: every master unreachable, nothing failed, the VIP never observed.
+    for (const h of ['master1', 'master2', 'master3']) assert.match(r.stdout, new RegExp(`${h}\\s+ok=0\\s+changed=0\\s+unreachable=1\\s+failed=0`));
+    assert.match(r.stdout, /VIP 172\.16\.86\.100: not observed/);
+    const j = await runCli(['-i', lab.inventoryPath, '--known-hosts', knownHosts('empty2', ''), '--output', 'json']);
+    assert.equal(j.code, 1, describeRun(j));
+    assert.equal(j.json?.vipHolders, null, j.stdout);
+    assert.deepEqual(j.json.hosts.map((h: { unreachable: number; failed: number }) => [h.unreachable, h.failed]), [[1, 0], [1, 0], [1, 0]]);
+    assert.match(j.json.error, /unknown host key for 172\.16\.86\.11/);
   });
 
   it('a changed host key is always refused, loudly, with both fingerprints; --accept-new-host-keys does not change that', async () => {

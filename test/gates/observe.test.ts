@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { FactsParseError } from '../../src/facts.js';
 import {
   diagnoseKeepalivedJournal,
   diagnoseKubectl,
@@ -40,7 +41,16 @@ describe('observe', () => {
     const s = observeScript({ ...spec, kubeconfig: "/etc/k8s/it's.conf" }, true);
     assert.match(s, /--server https:\/\/172\.16\.86\.100:8443/);
     assert.ok(s.includes(`--kubeconfig '/etc/k8s/it'\\''s.conf'`));
-    assert.equal(observeScript(spec, false), '# kha-deploy observe addr\nip -o addr show');
+    assert.equal(observeScript(spec, false), '# kha-deploy observe addr\necho @@KHA-OBSERVE\nip -o addr show');
+  });
+
+  it('skips what a chatty login shell printed before the marker, and refuses output without it', () => {
+    const o = parseObservation('m1', `Welcome!\n1: lo inet 9.9.9.9/8\n@@KHA-OBSERVE\n${IP_WITH_VIP}\n`, spec.vip);
+    assert.deepEqual(o.vipOn, ['eth0']);
+    assert.throws(
+      () => parseObservation('m1', 'Welcome!\nconda activated\n', spec.vip),
+      (e: Error) => e instanceof FactsParseError && e.host === 'm1' && /"Welcome!", "conda activated"/.test(e.message),
+    );
   });
 
   it('brackets an IPv6 VIP in the URL', () => {
@@ -50,18 +60,18 @@ describe('observe', () => {
   it('parses old and new kubectl Server Version formats', () => {
     const old = parseObservation(
       'm1',
-      `${IP_WITH_VIP}\n@@KHA-KUBECTL\nClient Version: version.Info{Major:"1", GitVersion:"v1.20.2"}\nServer Version: version.Info{Major:"1", Minor:"30", GitVersion:"v1.30.0", GitCommit:"x"}\n@@KHA-RC=0\n`,
+      `@@KHA-OBSERVE\n${IP_WITH_VIP}\n@@KHA-KUBECTL\nClient Version: version.Info{Major:"1", GitVersion:"v1.20.2"}\nServer Version: version.Info{Major:"1", Minor:"30", GitVersion:"v1.30.0", GitCommit:"x"}\n@@KHA-RC=0\n`,
       spec.vip,
     );
     assert.equal(old.kubectl?.ok, true);
     assert.equal(old.kubectl?.serverVersion, 'v1.30.0');
     assert.deepEqual(old.vipOn, ['eth0']);
-    const modern = parseObservation('m1', `@@KHA-KUBECTL\nClient Version: v1.31.0\nServer Version: v1.30.2\n@@KHA-RC=0`, spec.vip);
+    const modern = parseObservation('m1', `@@KHA-OBSERVE\n@@KHA-KUBECTL\nClient Version: v1.31.0\nServer Version: v1.30.2\n@@KHA-RC=0`, spec.vip);
     assert.equal(modern.kubectl?.serverVersion, 'v1.30.2');
   });
 
   it('treats a non-zero kubectl exit as failure even with partial output', () => {
-    const o = parseObservation('m1', `@@KHA-KUBECTL\nClient Version: v1.20.2\nUnable to connect to the server: dial tcp 172.16.86.100:8443: connect: connection refused\n@@KHA-RC=1`, spec.vip);
+    const o = parseObservation('m1', `@@KHA-OBSERVE\n@@KHA-KUBECTL\nClient Version: v1.20.2\nUnable to connect to the server: dial tcp 172.16.86.100:8443: connect: connection refused\n@@KHA-RC=1`, spec.vip);
     assert.equal(o.kubectl?.ok, false);
     assert.equal(o.kubectl?.exitCode, 1);
     assert.match(o.kubectl!.output, /connection refused/);

@@ -32,9 +32,9 @@ function setup(over: Partial<GateOptions> = {}) {
   return { fc, events, opts, waits };
 }
 
-/** The holder waitForGate resolved with (a string today; an object with `holder` once it reports more). */
-function holderOf(passed: unknown): string {
-  return typeof passed === 'string' ? passed : (passed as { holder: string }).holder;
+/** The holder waitForGate resolved with. */
+function holderOf(passed: { holder: string }): string {
+  return passed.holder;
 }
 
 /** Runs the gate, expecting a GateError; returns it. */
@@ -117,8 +117,25 @@ describe('waitForGate on fake masters', () => {
     assert.match(err.message, /the VIP 10\.0\.0\.100 is on master2, expected on the primary master1/);
   });
 
-  // Today x509 is retried until the deadline; the lead is making it fail after 3 identical answers.
-  // Only the diagnosis is asserted here, not how long or how often it tried.
+  it('x509 through the VIP: the same answer 3 times in a row is final, long before the deadline', async () => {
+    const { fc, opts, waits } = setup();
+    fc.host('master2').kubectl = 'x509';
+    const started = Date.now();
+    const err = await gateFails(waitForGate(opts({ timeoutMs: 60_000 })));
+    assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
+    assert.equal(waits().length, 2, 'two retries, then the third identical answer ends it');
+    assert.match(err.message, /\(the same answer 3 times in a row, after \d+s\)/);
+    assert.deepEqual(err.hosts, ['master2']);
+  });
+
+  it('a passed gate reports the holder, the Server Version it saw and how long it took', async () => {
+    const { opts } = setup();
+    const passed = await waitForGate(opts());
+    assert.equal(passed.holder, 'master1');
+    assert.match(passed.serverVersion ?? '', /^v\d+\.\d+\.\d+$/);
+    assert.ok(passed.elapsedMs >= 0 && passed.elapsedMs < 5_000);
+  });
+
   it('x509 through the VIP: the certificate diagnosis, on the master that saw it', async () => {
     const { fc, opts } = setup();
     fc.host('master2').kubectl = 'x509';

@@ -379,3 +379,41 @@ export async function startHost(host: string): Promise<void> {
   await runOk('docker', ['start', h.container], { timeoutMs: 60_000 });
   await waitBooted([host]);
 }
+
+/** iptables rules added by dropConnections(), removed by restoreConnections(). */
+const droppedRules: string[][] = [];
+
+/**
+ * Silently drops (no reset, no ICMP) every packet of the SSH connections that process `pid` on this
+ * machine has open to `host`, in both directions, matched by their source ports: those connections
+ * hang as after a network cut, while new connections (a second run) still work.
+ * Returns the local ports cut.
+ */
+export async function dropConnections(host: string, pid: number): Promise<number[]> {
+  const h = labHost(host);
+  const ss = await runOk('ss', ['-tnpH', 'state', 'established', 'dst', `${h.address}:22`]);
+  const ports = ss.stdout
+    .split('\n')
+    .filter((l) => l.includes(`pid=${pid},`))
+    .map((l) => Number(/\s\S+:(\d+)\s+\S+:22\s/.exec(l)?.[1]))
+    .filter((p) => Number.isInteger(p) && p > 0);
+  if (ports.length === 0) throw new Error(`process ${pid} has no SSH connection to ${host}:\n${ss.stdout}`);
+  for (const port of ports) {
+    for (const rule of [
+      ['OUTPUT', '-p', 'tcp', '-d', h.address, '--dport', '22', '--sport', String(port), '-j', 'DROP'],
+      ['INPUT', '-p', 'tcp', '-s', h.address, '--sport', '22', '--dport', String(port), '-j', 'DROP'],
+    ]) {
+      await runOk('iptables', ['-I', ...rule]);
+      droppedRules.push(rule);
+    }
+  }
+  return ports;
+}
+
+/** Removes every rule dropConnections() added (the cut connections stay dead on this side). */
+export async function restoreConnections(): Promise<void> {
+  while (droppedRules.length > 0) {
+    const rule = droppedRules.pop()!;
+    await run('iptables', ['-D', ...rule]);
+  }
+}

@@ -1,8 +1,6 @@
 // runRollout against the in-memory host model (test/helpers/fake-host.ts): ordering, gates,
 // stop-on-failure, rollback, interrupts and the recap, in milliseconds and without Docker.
-//
-// Recap details the lead is changing (unreachable counts, which hosts a failed gate marks, how a
-// lock refusal counts) are asserted only in the tests named 'recap detail (changing): …'.
+
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConnectError, GateError, HostStepError, InterruptedError, LockedError, ManyErrors } from '../../src/errors.js';
@@ -24,8 +22,7 @@ interface Run {
 async function rollout(fc: FakeCluster, o: { spec?: ClusterSpec; signal?: AbortSignal; onEvent?: (e: RunEvent, fc: FakeCluster) => void } = {}): Promise<Run> {
   const spec = o.spec ?? fc.spec;
   const events: RunEvent[] = [];
-  // Not an object literal at the call: RolloutOptions is changing (secrets goes away, breakLock comes).
-  const options = {
+  const options: RolloutOptions = {
     spec,
     playbook: fc.playbook,
     hosts: spec.hosts,
@@ -34,10 +31,9 @@ async function rollout(fc: FakeCluster, o: { spec?: ClusterSpec; signal?: AbortS
       events.push(e);
       o.onEvent?.(e, fc);
     },
-    secrets: spec.vrrpAuthPass ? [spec.vrrpAuthPass] : [],
     ...(o.signal ? { signal: o.signal } : {}),
   };
-  const result = await runRollout(options as RolloutOptions);
+  const result = await runRollout(options);
   fc.assertNoSurprises();
   return { result, events };
 }
@@ -66,7 +62,7 @@ function recapOf(result: RolloutResult, host: string): HostRecap {
   return r;
 }
 
-/** ok/changed/failed/commands of a recap line (unreachable left out: it is changing). */
+/** ok/changed/failed/commands of a recap line. */
 function counts(r: HostRecap): { ok: number; changed: number; failed: number; commands: number } {
   return { ok: r.ok, changed: r.changed, failed: r.failed, commands: r.commands };
 }
@@ -320,7 +316,7 @@ describe('runRollout: interrupts', () => {
   });
 
   // HEAD's applier passes no RunOptions.signal: a command in flight is not ended by Ctrl-C.
-  it('Ctrl-C during a hung package install ends it on the host and reports the interrupt', { todo: 'needs the runner/applier to pass RunOptions.signal to remote.run (in progress)' }, async () => {
+  it('Ctrl-C during a hung package install ends it on the host and reports the interrupt', async () => {
     const fc = new FakeCluster(cluster(), fastPlaybook());
     fc.hangSafetyMs = 1500; // past the runner's grace for a change in flight (COMMAND_GRACE_MS, 1 s)
     fc.host('master2').hang('packages');
@@ -395,37 +391,45 @@ describe('runRollout: the recap for each failure', () => {
 
   // ---- details the lead is changing: adjust these when the recap changes -------------------
 
-  it('recap detail (changing): a master that could not be connected to counts unreachable 0 today (→ 1)', async () => {
+  it('recap: a master that could not be connected to counts unreachable=1, not failed; the VIP was never observed', async () => {
     const fc = new FakeCluster(cluster(), fastPlaybook());
     fc.host('master2').failConnect();
     const { result } = await rollout(fc);
-    assert.equal(recapOf(result, 'master2').unreachable, 0);
+    assert.deepEqual([recapOf(result, 'master2').unreachable, recapOf(result, 'master2').failed], [1, 0]);
+    assert.deepEqual([recapOf(result, 'master1').unreachable, recapOf(result, 'master1').failed], [0, 0]);
+    assert.equal(result.vipHolders, undefined);
   });
 
-  it('recap detail (changing): a connection lost during a step counts that step failed, unreachable 0 today (→ failed 0, unreachable 1)', async () => {
+  it('recap: a connection lost during a step makes that master unreachable=1 (as Ansible counts it), not failed', async () => {
     const fc = new FakeCluster(cluster(), fastPlaybook()).converge();
     fc.host('master2').loseConnectionOn('write');
     const { result } = await rollout(fc, { spec: changed(fc.spec) });
     const r = recapOf(result, 'master2');
-    assert.equal(r.failed, 1);
-    assert.equal(r.unreachable, 0);
+    assert.deepEqual([r.failed, r.unreachable], [0, 1]);
   });
 
-  it('recap detail (changing): a master refused by another run’s lock counts no failure today (→ failed 1)', async () => {
+  it('recap: a master refused by another run’s lock counts one failure', async () => {
     const fc = new FakeCluster(cluster(), fastPlaybook());
     fc.host('master3').lockedBy = 'kha-deploy pid 4242 by ops@bastion';
     const { result } = await rollout(fc);
-    assert.deepEqual(counts(recapOf(result, 'master3')), { ok: 0, changed: 0, failed: 0, commands: 1 });
+    assert.deepEqual(counts(recapOf(result, 'master3')), { ok: 0, changed: 0, failed: 1, commands: 1 });
   });
 
-  it('recap detail (changing): after a fresh rollout each master counts rundir ok + its passed gate ok = 2; the final check counts none today (→ primary 3)', async () => {
+  it('recap: after a fresh rollout each master counts rundir ok + its passed gate + the passed final check = 3', async () => {
     const fc = new FakeCluster(cluster(), fastPlaybook());
-    const { result } = await rollout(fc);
+    const { result, events } = await rollout(fc);
     assert.equal(result.error, undefined);
-    for (const n of ALL) assert.equal(recapOf(result, n).ok, 2, n);
+    for (const n of ALL) assert.equal(recapOf(result, n).ok, 3, n);
+    assert.deepEqual(result.vipHolders, ['master1']);
+    assert.match(result.vipSeenAt ?? '', /^final-check/);
+    // Each gate that passed says so once, with what it saw.
+    const passes = events.filter((e): e is Extract<RunEvent, { type: 'gate-pass' }> => e.type === 'gate-pass');
+    assert.deepEqual(passes.map((e) => `${e.host} ${e.gate}`), ['master1 vip-on-primary', 'master2 vip-still-on-primary-only', 'master3 vip-still-on-primary-only', 'master1 final-check']);
+    for (const e of passes) assert.match(e.message, /^VIP on master1 after \d+\.\d s; kubectl through the VIP: v\d+\.\d+\.\d+$/);
+    assert.deepEqual(result.gates.map((g) => [g.gate, g.ok, g.holder]), passes.map((e) => [e.gate, true, 'master1']));
   });
 
-  it('recap detail (changing): a failed gate counts one failure on the master it gated, none on the others', async () => {
+  it('recap: a failed gate counts one failure on the master it gated, none on the others', async () => {
     const fc = new FakeCluster(cluster(), fastPlaybook({ timeoutSeconds: 0.1 })).converge();
     fc.host('master1').kubectl = 'refused';
     const { result } = await rollout(fc, { spec: changed(fc.spec) });
@@ -433,5 +437,25 @@ describe('runRollout: the recap for each failure', () => {
     // master1: packages, rundir, keepalived-config ok; haproxy-config and units changed; the gate failed.
     assert.deepEqual(counts(recapOf(result, 'master1')), { ok: 3, changed: 2, failed: 1, commands: fc.host('master1').commands.length });
     for (const n of ['master2', 'master3']) assert.equal(recapOf(result, n).failed, 0);
+  });
+
+  it('recap: a split brain at the final check marks every holder failed, and the VIP line shows every holder (not an earlier gate’s)', async () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook({ timeoutSeconds: 0.1 })).converge();
+    fc.forceVip(['master1', 'master3']);
+    const { result } = await rollout(fc);
+    assert.ok(result.error instanceof GateError);
+    assert.deepEqual(result.recap.map((r) => [r.host, r.failed]), [['master1', 1], ['master2', 0], ['master3', 1]]);
+    assert.deepEqual(result.vipHolders, ['master1', 'master3']);
+    assert.match(result.vipSeenAt ?? '', /^final-check/);
+    assert.deepEqual(result.gates.map((g) => [g.gate, g.ok]), [['final-check', false]]);
+  });
+
+  it('recap: a final check failing on one master (kubectl refused there) marks only that master', async () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook({ timeoutSeconds: 0.1 })).converge();
+    fc.host('master3').kubectl = 'refused';
+    const { result } = await rollout(fc);
+    assert.ok(result.error instanceof GateError);
+    assert.deepEqual(result.recap.map((r) => [r.host, r.failed]), [['master1', 0], ['master2', 0], ['master3', 1]]);
+    assert.deepEqual(result.vipHolders, ['master1']);
   });
 });
