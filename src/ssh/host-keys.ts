@@ -106,8 +106,6 @@ export interface HostVerifier {
   algorithms: string[] | undefined;
   /** Why the key was refused, once it was. */
   failure: HostKeyError | Error | undefined;
-  /** Set when accept-new appended a line. */
-  appended: boolean;
 }
 
 export async function createHostVerifier(opts: {
@@ -124,7 +122,6 @@ export async function createHostVerifier(opts: {
   const v: HostVerifier = {
     algorithms: algorithms.length > 0 ? algorithms : undefined,
     failure: undefined,
-    appended: false,
     verify(key, done) {
       if (trusted?.equals(key)) return done(true);
       const refuse = (verdict: Exclude<HostKeyVerdict, { result: 'match' }>) => {
@@ -146,7 +143,6 @@ export async function createHostVerifier(opts: {
       acceptNewHostKey(opts.knownHostsFile, opts.address, opts.port, key).then(
         (after) => {
           if (after.result !== 'match') return refuse(after);
-          v.appended = true;
           trusted = key;
           done(true);
         },
