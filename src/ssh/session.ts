@@ -4,10 +4,10 @@
 // (splitting UTF-8 characters) and closes stdin at once (no password-after-prompt, no hold).
 import net from 'node:net';
 import ssh2, { type Client, type ClientChannel, type Ssh2Error } from 'ssh2';
-import { ConnectError, HostStepError } from '../errors.js';
-import type { HeldCommand, Remote, RemoteResult, RunOptions } from '../types.js';
-import { redact as maskSecrets } from '../report/redact.js';
-import { SudoPromptWatcher, findReadyLine, withSudoNote, wrapCommand } from './command.js';
+import { ConnectError, DeadlineError, HostStepError, InterruptedError } from '../errors.js';
+import type { HeldCommand, HoldOptions, Remote, RemoteResult, RunOptions } from '../types.js';
+import { redact } from '../report/redact.js';
+import { SudoPromptWatcher, findPgid, findReadyLine, killScript, stripPgidLine, withSudoNote, wrapCommand } from './command.js';
 import { networkError, sshError, type ConnectContext } from './connect-errors.js';
 import { createHostVerifier, endpointOf } from './host-keys.js';
 import { planAuth } from './keys.js';
@@ -40,7 +40,7 @@ export interface ConnectOptions {
   releaseTimeoutMs?: number;
   /** Concurrent channels on the connection (default 8; sshd's MaxSessions is 10). */
   maxChannels?: number;
-  /** Verbose output: the label or script of each command, secrets masked. */
+  /** Verbose output: the whole script of each command (the kill of a command past its deadline too), secrets masked. */
   onCommand?: (command: string) => void;
   /** Values masked in onCommand output and error messages. */
   secrets?: string[];
@@ -52,8 +52,28 @@ interface ExecIo {
   stdin?: string;
   /** Leave stdin open after writing (hold). */
   keepStdinOpen?: boolean;
-  onChannel?: (channel: ClientChannel) => void;
+  /** The channel once open, and a function that lifts the deadline and the abort signal (hold, at its ready marker). */
+  onChannel?: (channel: ClientChannel, disarm: () => void) => void;
   onStdout?: (chunk: Buffer) => void;
+  /** Past it the command's process group is ended on the host and the result is a DeadlineError. */
+  timeoutMs?: number;
+  /** Aborted: the same, and the result is an InterruptedError. */
+  signal?: AbortSignal;
+}
+
+/** An aborted command returns within this, even when ending it on the host takes longer. */
+const ABORT_RETURN_MS = 1500;
+/** Bound on the kill channel (TERM, up to 1 s, KILL) and its round trips. */
+const KILL_BOUND_MS = 3000;
+/** Wait for the process group line once the channel is open: printing it is the script's first act. */
+const PGID_WAIT_MS = 500;
+
+// unref: only ever raced against work that keeps the connection (and the process) alive anyway.
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
+/** stdout then stderr, as one text for an error's `seen`. */
+function joinOutput(stdout: string, stderr: string): string {
+  return stdout !== '' && stderr !== '' && !stdout.endsWith('\n') ? `${stdout}\n${stderr}` : `${stdout}${stderr}`;
 }
 
 const LOST_HINT = 'the host stopped answering or sshd went away: check the host, then rerun (kha-deploy picks up where it stopped)';
@@ -183,31 +203,42 @@ export class SshSession implements Remote {
     return this.count;
   }
 
-  /** Connection gone (dropped or closed). */
-  get isClosed(): boolean {
-    return this.ended || this.closing;
-  }
-
   async run(script: string, opts: RunOptions = {}): Promise<RemoteResult> {
-    const what = this.begin(script, opts.label);
-    const release = await this.channels.acquire();
+    const what = this.describe(script, opts.label);
+    if (opts.signal?.aborted) throw this.interrupted(what, false);
+    this.begin(script, what);
+    const release = await this.acquire(what, opts.signal);
     try {
-      return await this.execute(script, what, opts.stdin !== undefined ? { stdin: opts.stdin } : {});
+      return await this.execute(script, what, {
+        ...(opts.stdin !== undefined ? { stdin: opts.stdin } : {}),
+        ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
     } finally {
       release();
     }
   }
 
-  async hold(script: string, readyMarker: string): Promise<HeldCommand | RemoteResult> {
-    const what = this.begin(script, undefined);
-    const releaseSlot = await this.channels.acquire();
+  async hold(script: string, readyMarker: string, opts: HoldOptions = {}): Promise<HeldCommand | RemoteResult> {
+    const what = this.describe(script, undefined);
+    if (opts.signal?.aborted) throw this.interrupted(what, false);
+    this.begin(script, what);
+    const releaseSlot = await this.acquire(what, opts.signal);
+    const heartbeatMs = opts.heartbeatMs ?? 5000;
     return new Promise((resolve, reject) => {
       let channel: ClientChannel | undefined;
+      let disarm: (() => void) | undefined;
+      let heartbeat: NodeJS.Timeout | undefined;
       let ready = false;
       const chunks: Buffer[] = [];
       const result = this.execute(script, what, {
         keepStdinOpen: true,
-        onChannel: (ch) => (channel = ch),
+        ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        onChannel: (ch, stop) => {
+          channel = ch;
+          disarm = stop;
+        },
         onStdout: (chunk) => {
           if (ready) return;
           chunks.push(chunk);
@@ -215,17 +246,31 @@ export class SshSession implements Remote {
           const at = findReadyLine(text, readyMarker);
           if (at < 0 || !channel) return;
           ready = true;
+          disarm?.(); // the deadline and Ctrl-C cover the part before the marker; release() ends the rest
           const ch = channel;
+          if (heartbeatMs > 0) {
+            // Proves the run is alive: the lock's holder gives the lock up when these stop (network cut).
+            heartbeat = setInterval(() => ch.writable && ch.write('.'), heartbeatMs);
+            heartbeat.unref();
+          }
           let released: Promise<void> | undefined;
-          resolve({ output: text.slice(0, at), release: () => (released ??= this.releaseHeld(ch, result)) });
+          resolve({
+            output: text.slice(0, at),
+            release: () => {
+              clearInterval(heartbeat);
+              return (released ??= this.releaseHeld(ch, result));
+            },
+          });
         },
       });
       result.then(
         (r) => {
+          clearInterval(heartbeat);
           releaseSlot();
           if (!ready) resolve(r); // ended before the marker: the caller reads why from the result
         },
         (err: Error) => {
+          clearInterval(heartbeat);
           releaseSlot();
           if (!ready) reject(err);
         },
@@ -250,13 +295,16 @@ export class SshSession implements Remote {
     });
   }
 
-  /** Count the command, show it (secrets masked), refuse on a dead connection. */
-  private begin(script: string, label: string | undefined): string {
-    const shown = maskSecrets(label ?? script, this.secrets);
-    if (this.ended || this.closing) throw this.lostError(this.short(shown), this.lastError);
+  /** How errors name a command: its label, else its first line (secrets masked). */
+  private describe(script: string, label: string | undefined): string {
+    return this.short(redact(label ?? script, this.secrets));
+  }
+
+  /** Count the command and show it whole (secrets masked); refuse on a dead connection. */
+  private begin(script: string, what: string): void {
+    if (this.ended || this.closing) throw this.lostError(what, this.lastError);
     this.count++;
-    this.opts.onCommand?.(shown);
-    return this.short(shown);
+    this.opts.onCommand?.(redact(script, this.secrets));
   }
 
   private short(text: string): string {
@@ -265,11 +313,34 @@ export class SshSession implements Remote {
   }
 
   private lostError(what: string, cause: Error | undefined): ConnectError {
-    const why = this.closing ? 'was closed by kha-deploy' : `was lost${cause ? ` (${maskSecrets(cause.message, this.secrets)})` : ''}`;
+    const why = this.closing ? 'was closed by kha-deploy' : `was lost${cause ? ` (${redact(cause.message, this.secrets)})` : ''}`;
     return new ConnectError(this.host, 'ssh', `connection to ${this.target} ${why} while running \`${what}\``, {
       ...(this.closing ? {} : { hint: LOST_HINT }),
       ...(cause ? { cause } : {}),
     });
+  }
+
+  private interrupted(what: string, sent: boolean): InterruptedError {
+    return new InterruptedError(sent ? `interrupted: \`${what}\` was ended on ${this.host}` : `interrupted before \`${what}\` was sent to ${this.host}`);
+  }
+
+  /** A channel slot; Ctrl-C while waiting for one gives up (the slot, once free, goes to the next). */
+  private async acquire(what: string, signal: AbortSignal | undefined): Promise<() => void> {
+    const slot = this.channels.acquire();
+    if (!signal) return slot;
+    let onAbort = () => undefined as void;
+    const aborted = new Promise<never>((_resolve, reject) => {
+      onAbort = () => reject(this.interrupted(what, false));
+    });
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await Promise.race([slot, aborted]);
+    } catch (err) {
+      void slot.then((release) => release());
+      throw err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   private openChannel(command: string, what: string): Promise<ClientChannel> {
@@ -293,62 +364,165 @@ export class SshSession implements Remote {
     });
   }
 
-  /** One exec channel: wrap, feed stdin (after sudo's prompt when a password is used), collect. */
-  private async execute(script: string, what: string, io: ExecIo): Promise<RemoteResult> {
+  /**
+   * One exec channel: wrap, feed stdin (after sudo's prompt when a password is used), collect. Past
+   * the deadline or on abort, the command's process group is ended on the host (endGroup), then the
+   * channel is closed: closing it alone would leave the command running (sshd only closes its pipes).
+   */
+  private execute(script: string, what: string, io: ExecIo): Promise<RemoteResult> {
     const password = this.opts.becomePassword;
     const wrapped = wrapCommand(script, this.opts.become, this.opts.become && password !== undefined);
-    const ch = await this.openChannel(wrapped.command, what);
-    io.onChannel?.(ch);
     const watcher = wrapped.prompt && wrapped.startMarker ? new SudoPromptWatcher(wrapped.prompt, wrapped.startMarker) : undefined;
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    const feedInput = () => {
-      if (io.stdin) ch.write(io.stdin);
-      if (!io.keepStdinOpen) ch.end();
-    };
     return new Promise<RemoteResult>((resolve, reject) => {
-      let code: number | null = null;
-      let signal: string | null = null;
-      let exited = false;
-      const fail = (cause: Error | undefined) => reject(this.lostError(what, cause));
-      this.pending.add(fail);
-      ch.on('error', () => undefined); // writes racing a closing channel; the outcome comes from 'close'
-      ch.on('data', (chunk: Buffer) => {
-        stdout.push(chunk);
-        io.onStdout?.(chunk);
-      });
-      ch.stderr.on('data', (chunk: Buffer) => {
-        if (!watcher) return void stderr.push(chunk);
-        for (const event of watcher.push(chunk)) {
-          if (event === 'password') ch.write(`${password}\n`);
-          else if (event === 'started') feedInput();
-          else ch.end(); // asked again: wrong password, never retry
-        }
-      });
-      ch.on('exit', (c: number | null, s?: string) => {
-        exited = true;
-        code = c ?? null;
-        signal = s ?? null;
-      });
-      // ssh2 may emit 'exit' before these listeners exist (a fast command's whole reply can arrive
-      // with the channel confirmation); 'close' repeats the exit status, so take it from there too.
-      ch.on('close', (c?: number | null, s?: string) => {
-        if (!exited && (c !== undefined || s !== undefined)) {
-          exited = true;
-          code = c ?? null;
-          signal = s ?? null;
-        }
-        this.pending.delete(fail);
-        if (!exited && this.ended) return fail(this.lastError); // channel torn down with the connection
-        resolve({
-          code,
-          signal,
-          stdout: Buffer.concat(stdout).toString('utf8'),
-          stderr: watcher ? watcher.text() : this.opts.become ? withSudoNote(Buffer.concat(stderr).toString('utf8')) : Buffer.concat(stderr).toString('utf8'),
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
+      let head = ''; // stderr (latin1) until the process group line is complete
+      let pgid: number | undefined;
+      let ch: ClientChannel | undefined;
+      let closed = false;
+      let settled = false;
+      let ending: 'deadline' | 'abort' | undefined;
+      let killing = false;
+      let deadline: NodeJS.Timeout | undefined;
+      let bound: NodeJS.Timeout | undefined;
+      const waiters = new Set<() => void>();
+      const changed = () => [...waiters].forEach((w) => w());
+      /** Resolves once `ok()` holds (checked at each change) or after `ms`. */
+      const until = (ok: () => boolean, ms: number) =>
+        new Promise<void>((done) => {
+          if (ok()) return done();
+          const check = () => ok() && finish();
+          const finish = () => {
+            clearTimeout(timer);
+            waiters.delete(check);
+            done();
+          };
+          const timer = setTimeout(finish, ms);
+          waiters.add(check);
         });
-      });
-      if (!watcher) feedInput();
+
+      const stderrText = () => {
+        if (watcher) return watcher.text();
+        const text = stripPgidLine(Buffer.concat(stderr).toString('utf8'));
+        return this.opts.become ? withSudoNote(text) : text;
+      };
+      const onAbort = () => end('abort');
+      const disarm = () => {
+        clearTimeout(deadline);
+        io.signal?.removeEventListener('abort', onAbort);
+      };
+      const settle = (outcome: () => void) => {
+        if (settled) return;
+        settled = true;
+        disarm();
+        clearTimeout(bound);
+        this.pending.delete(fail);
+        outcome();
+      };
+      const endError = (reason: 'deadline' | 'abort') =>
+        reason === 'deadline'
+          ? new DeadlineError(this.host, 'ssh', io.timeoutMs ?? 0, redact(joinOutput(Buffer.concat(stdout).toString('utf8'), stderrText()), this.secrets), { what })
+          : this.interrupted(what, true);
+      const fail = (cause: Error | undefined) => settle(() => reject(ending ? endError(ending) : this.lostError(what, cause)));
+      const giveUp = () => settle(() => reject(endError(ending!)));
+
+      /** Once ending and the channel is open (it may open after the abort): end the group, close. */
+      const killWhenOpen = () => {
+        if (!ending || !ch || killing) return;
+        killing = true;
+        const c = ch;
+        void (async () => {
+          if (!closed) await until(() => pgid !== undefined || closed, PGID_WAIT_MS);
+          if (pgid !== undefined && !closed) await this.endGroup(pgid, what);
+          c.close();
+        })()
+          .catch(() => undefined)
+          .finally(giveUp);
+      };
+      const end = (reason: 'deadline' | 'abort') => {
+        if (settled || ending) return;
+        ending = reason;
+        disarm();
+        // Ctrl-C returns within 2 s whatever the host does; a deadline waits for the kill (itself bounded).
+        bound = setTimeout(giveUp, reason === 'abort' ? ABORT_RETURN_MS : PGID_WAIT_MS + KILL_BOUND_MS + 500);
+        killWhenOpen();
+      };
+
+      this.pending.add(fail);
+      if (io.timeoutMs !== undefined && io.timeoutMs > 0) deadline = setTimeout(() => end('deadline'), io.timeoutMs);
+      if (io.signal?.aborted) end('abort');
+      else io.signal?.addEventListener('abort', onAbort, { once: true });
+
+      this.openChannel(wrapped.command, what).then(
+        (c) => {
+          ch = c;
+          const feedInput = () => {
+            if (ending) return;
+            if (io.stdin) c.write(io.stdin);
+            if (!io.keepStdinOpen) c.end();
+          };
+          let code: number | null = null;
+          let signal: string | null = null;
+          let exited = false;
+          c.on('error', () => undefined); // writes racing a closing channel; the outcome comes from 'close'
+          c.on('data', (chunk: Buffer) => {
+            stdout.push(chunk);
+            io.onStdout?.(chunk);
+          });
+          c.stderr.on('data', (chunk: Buffer) => {
+            if (pgid === undefined && head.length < 65536) {
+              head += chunk.toString('latin1'); // the marker is ASCII: byte-exact search
+              pgid = findPgid(head);
+              if (pgid !== undefined) changed();
+            }
+            if (!watcher) return void stderr.push(chunk);
+            for (const event of watcher.push(chunk)) {
+              if (event === 'password') c.write(`${password}\n`);
+              else if (event === 'started') feedInput();
+              else c.end(); // asked again: wrong password, never retry
+            }
+          });
+          c.on('exit', (code_: number | null, signal_?: string) => {
+            exited = true;
+            code = code_ ?? null;
+            signal = signal_ ?? null;
+          });
+          // ssh2 may emit 'exit' before these listeners exist (a fast command's whole reply can arrive
+          // with the channel confirmation); 'close' repeats the exit status, so take it from there too.
+          c.on('close', (code_?: number | null, signal_?: string) => {
+            closed = true;
+            changed();
+            if (!exited && (code_ !== undefined || signal_ !== undefined)) {
+              exited = true;
+              code = code_ ?? null;
+              signal = signal_ ?? null;
+            }
+            if (ending) return; // killWhenOpen settles, with the deadline's or the abort's error
+            if (!exited && this.ended) return fail(this.lastError); // channel torn down with the connection
+            settle(() => resolve({ code, signal, stdout: Buffer.concat(stdout).toString('utf8'), stderr: stderrText() }));
+          });
+          io.onChannel?.(c, disarm);
+          killWhenOpen();
+          if (!watcher) feedInput();
+        },
+        (err: Error) => settle(() => reject(ending ? endError(ending) : err)),
+      );
     });
+  }
+
+  /** End process group `pgid` on the host from a second channel (through sudo like any command), bounded. */
+  private async endGroup(pgid: number, what: string): Promise<void> {
+    if (this.ended || this.closing) return;
+    const script = killScript(pgid);
+    this.count++;
+    this.opts.onCommand?.(redact(script, this.secrets));
+    let kc: ClientChannel | undefined;
+    // No channel slot: the command being ended holds one, and sshd's MaxSessions leaves room above ours.
+    const done = this.execute(script, `end process group ${pgid} of \`${what}\``, { onChannel: (c) => (kc = c) }).then(
+      () => true,
+      () => true,
+    );
+    if (!(await Promise.race([done, delay(KILL_BOUND_MS).then(() => false)]))) kc?.close();
   }
 
   /** End the held command's stdin, wait for it to exit, then close its channel if it did not. */

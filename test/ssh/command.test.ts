@@ -1,34 +1,113 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import {
   PASSWORD_REQUIRED_NOTE,
   SudoPromptWatcher,
   WRONG_PASSWORD_NOTE,
+  findPgid,
   findReadyLine,
   isSudoPasswordRequired,
+  killScript,
+  stripPgidLine,
   withSudoNote,
   wrapCommand,
 } from '../../src/ssh/command.js';
 import { Semaphore } from '../../src/ssh/semaphore.js';
-import { shellQuote } from '../../src/shell.js';
+import { scriptTag } from '../../src/shell.js';
+import { gone } from './procs.js';
 
 const script = `echo "it's $HOME" \`id\`\nexit 2`;
 
+/** The script an `sh -c <quoted>` command (after `prefix`) hands to the inner sh, as that sh receives it. */
+function innerScript(command: string, prefix: string): string {
+  assert.ok(command.startsWith(prefix), command);
+  return execFileSync('sh', ['-c', `printf %s ${command.slice(prefix.length)}`], { encoding: 'utf8' });
+}
+
+function pgidLine(inner: string, index: number): string {
+  const line = inner.split('\n')[index] ?? '';
+  assert.match(line, /@@KHA-PGID/);
+  return line;
+}
+
 describe('wrapCommand', () => {
   it('wraps in sh -c, sudo -n, or sudo -S with a unique prompt and a start marker; never a password', () => {
-    assert.equal(wrapCommand(script, false, false).command, `sh -c 'echo "it'\\''s $HOME" \`id\`\nexit 2'`);
-    assert.equal(wrapCommand(script, true, false).command, `sudo -n -- sh -c 'echo "it'\\''s $HOME" \`id\`\nexit 2'`);
+    const plain = wrapCommand(script, false, false).command;
+    const inner = innerScript(plain, 'sh -c ');
+    assert.equal(inner, `${pgidLine(inner, 0)}\n${script}`, 'the process group line, then the script untouched');
+    assert.equal(wrapCommand(script, true, false).command, `sudo -n -- ${plain}`);
     const w = wrapCommand(script, true, true, 'abc123');
     assert.equal(w.prompt, '[kha-deploy sudo password abc123]');
     assert.equal(w.startMarker, 'kha-deploy-started-abc123');
-    assert.equal(w.command, `sudo -S -p '[kha-deploy sudo password abc123]' -- sh -c ${shellQuote(`printf '%s\\n' kha-deploy-started-abc123 >&2\n${script}`)}`);
+    const sudoInner = innerScript(w.command, `sudo -S -p '[kha-deploy sudo password abc123]' -- sh -c `);
+    assert.equal(sudoInner, `${pgidLine(inner, 0)}; printf '%s\\n' kha-deploy-started-abc123 >&2\n${script}`, 'the start marker follows the process group line');
     assert.notEqual(wrapCommand(script, true, true).prompt, wrapCommand(script, true, true).prompt, 'a fresh prompt per command');
   });
 
-  it('the wrapped command, run by a shell, runs the script exactly once uninterpreted', () => {
-    const out = execFileSync('sh', ['-c', wrapCommand(`printf '%s|' '$a' "b'c" '\`x\`'`, false, false).command], { encoding: 'utf8' });
-    assert.equal(out, "$a|b'c|`x`|");
+  it('keeps the tag line first and moves the script\'s lines down by exactly one', () => {
+    const tagged = `${scriptTag('facts')}\necho one\nexit 2`;
+    const inner = innerScript(wrapCommand(tagged, false, false).command, 'sh -c ');
+    assert.equal(inner, `${scriptTag('facts')}\n${pgidLine(inner, 1)}\necho one\nexit 2`);
+    const r = spawnSync('sh', ['-c', wrapCommand('true\nno-such-command-kha', false, false).command], { encoding: 'utf8' });
+    assert.match(r.stderr, /^@@KHA-PGID \d+\n.*\b3\b.*no-such-command-kha/, 'sh reports the line as 2 + 1');
+  });
+
+  it('the wrapped command, run by a shell, runs the script exactly once uninterpreted, with no arguments', () => {
+    const r = spawnSync('sh', ['-c', wrapCommand(`printf '%s|' '$a' "b'c" '\`x\`' "$#"; exit 3`, false, false).command], { encoding: 'utf8' });
+    assert.equal(r.stdout, "$a|b'c|`x`|0|");
+    assert.equal(r.status, 3);
+  });
+
+  it('the script first prints its process group on stderr: the group its children are in', () => {
+    // setsid: a session and group of their own, as sshd gives each command.
+    const r = spawnSync('setsid', ['sh', '-c', wrapCommand('sleep 0.2 & cut -d" " -f5 /proc/$!/stat; echo warn >&2; wait', false, false).command], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, `@@KHA-PGID ${r.pid}\nwarn\n`);
+    assert.equal(r.stdout, `${r.pid}\n`);
+    assert.equal(findPgid(r.stderr), r.pid);
+    assert.equal(stripPgidLine(r.stderr), 'warn\n');
+  });
+});
+
+describe('process group marker and kill', () => {
+  it('findPgid needs the whole line and refuses groups 0 and 1; stripPgidLine removes only the first', () => {
+    assert.equal(findPgid('sudo: warning\n@@KHA-PGID 4242\nrest'), 4242);
+    assert.equal(findPgid('[kha-deploy sudo password n]@@KHA-PGID 77\n'), 77, 'right after a prompt without a newline');
+    assert.equal(findPgid('@@KHA-PGID 4242'), undefined, 'incomplete: more digits may follow');
+    assert.equal(findPgid('@@KHA-PGID 1\n'), undefined);
+    assert.equal(findPgid('@@KHA-PGID 0\n'), undefined);
+    assert.equal(stripPgidLine('@@KHA-PGID 9\nout @@KHA-PGID 8\n'), 'out @@KHA-PGID 8\n');
+  });
+
+  it('killScript ends a whole process group: TERM first, KILL when TERM is ignored; starts with its tag', async () => {
+    assert.match(killScript(1234), /^# kha-deploy kill 1234\n/);
+    assert.throws(() => killScript(1), /refusing/);
+    assert.throws(() => killScript(0), /refusing/);
+    const dir = mkdtempSync(join(tmpdir(), 'kha-kill-'));
+    for (const onTerm of ['note', 'ignore'] as const) {
+      const note = join(dir, onTerm);
+      const trap = onTerm === 'note' ? `trap 'echo term > ${note}; exit 0' TERM` : `trap '' TERM`;
+      const group = spawn('sh', ['-c', `${trap}; sleep 300 & echo $!; wait`], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+      const childPid = Number(await new Promise<string>((r) => group.stdout.once('data', (b: Buffer) => r(b.toString()))));
+      const exited = new Promise<NodeJS.Signals | null>((r) => group.on('exit', (_code, signal) => r(signal)));
+      const t0 = Date.now();
+      // Not spawnSync: a blocked event loop would not reap the group's leader.
+      await promisify(execFile)('sh', ['-c', killScript(group.pid!)]);
+      const took = Date.now() - t0;
+      assert.ok(await gone(childPid, 200), 'the background child went with its group');
+      if (onTerm === 'note') {
+        assert.equal(readFileSync(note, 'utf8'), 'term\n', 'TERM came first: the script could clean up');
+        assert.equal(await exited, null);
+      } else {
+        assert.equal(await exited, 'SIGKILL');
+        assert.ok(took >= 900 && took < 2500, `KILL after the TERM grace: ${took} ms`);
+      }
+    }
   });
 });
 
@@ -40,7 +119,7 @@ describe('SudoPromptWatcher', () => {
     const w = new SudoPromptWatcher(prompt, marker);
     assert.deepEqual(w.push(Buffer.from('We trust you have received the usual lecture\n[kha-deploy sudo ')), []);
     assert.deepEqual(w.push(Buffer.from('password n1]')), ['password']);
-    assert.deepEqual(w.push(Buffer.from(`${marker.slice(0, 5)}`)), []);
+    assert.deepEqual(w.push(Buffer.from(`@@KHA-PGID 321\n${marker.slice(0, 5)}`)), []);
     assert.deepEqual(w.push(Buffer.from(`${marker.slice(5)}\nwarn: ü\n`)), ['started']);
     assert.equal(w.text(), 'We trust you have received the usual lecture\nwarn: ü\n');
     assert.equal(w.passwordRejected, false);

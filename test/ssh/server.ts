@@ -1,6 +1,7 @@
 // In-process SSH server on 127.0.0.1 for session tests: publickey auth for one test key, every exec
-// request run by a local `sh -c <command>` (so the client's own wrapping is really executed), and a
-// fake `sudo` first in PATH. Records what it saw (auth attempts, exec commands, concurrent channels).
+// request run by a local `sh -c <command>` in a session of its own (as sshd's setsid() gives), so
+// the client's own wrapping is really executed, and a fake `sudo` first in PATH. Records what it saw
+// (auth attempts, exec commands, concurrent channels).
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -119,7 +120,9 @@ export async function startTestServer(opts: TestServerOptions): Promise<TestServ
         stream.pipe(child.stdin);
         child.stdout.pipe(stream, { end: false });
         child.stderr.pipe(stream.stderr, { end: false });
-        stream.on('close', () => killTree(child)); // client closed the channel
+        // Like sshd: a closed channel only closes the command's pipes and signals nothing, so a
+        // command ended by the client's deadline is gone only if the client really killed it.
+        stream.on('close', () => [child.stdin, child.stdout, child.stderr].forEach((p) => p.destroy()));
         child.on('close', (code, signal) => {
           children.delete(child);
           open--;
@@ -135,7 +138,10 @@ export async function startTestServer(opts: TestServerOptions): Promise<TestServ
   return state;
 }
 
-/** A TCP relay in front of the server: freeze() stops all traffic silently, cut() resets. */
+/**
+ * A TCP relay in front of the server: freeze() stops all traffic silently and, like a cut cable,
+ * never tells the server when the client gives up (the server keeps the session); cut() resets.
+ */
 export async function startRelay(targetPort: number): Promise<{ port: number; freeze(): void; cut(): void; close(): Promise<void> }> {
   const pairs: [net.Socket, net.Socket][] = [];
   let frozen = false;
@@ -145,7 +151,7 @@ export async function startRelay(targetPort: number): Promise<{ port: number; fr
     b.on('error', () => undefined);
     a.on('data', (d) => frozen || b.write(d));
     b.on('data', (d) => frozen || a.write(d));
-    a.on('close', () => b.destroy());
+    a.on('close', () => frozen || b.destroy());
     b.on('close', () => a.destroy());
     pairs.push([a, b]);
   });

@@ -4,11 +4,13 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ConnectError, HostKeyError } from '../../src/errors.js';
+import { ConnectError, DeadlineError, HostKeyError, InterruptedError } from '../../src/errors.js';
+import { scriptTag, shellQuote } from '../../src/shell.js';
 import { wrapCommand } from '../../src/ssh/command.js';
 import { connect, isSudoPasswordRequired, isSudoPasswordWrong, type ConnectOptions, type SshSession } from '../../src/ssh/session.js';
 import type { HeldCommand, RemoteResult } from '../../src/types.js';
 import { sshKeygen, tempDir, type TestKey } from './keygen.js';
+import { alive, gone } from './procs.js';
 import { startRelay, startTestServer, type TestServer } from './server.js';
 
 const tmp = tempDir();
@@ -56,6 +58,8 @@ async function rejectsWith<E extends Error>(p: Promise<unknown>, cls: new (...a:
   }
   assert.fail(`expected ${cls.name}, got success`);
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function isHeld(x: HeldCommand | RemoteResult): x is HeldCommand {
   return 'release' in x;
@@ -197,19 +201,26 @@ describe('run', () => {
     });
   });
 
-  it('(f) counts commands and reports each (label or script) to onCommand', async () => {
+  it('(f) counts commands and shows each whole script (secrets masked) to onCommand; errors use the label', async () => {
     const seen: string[] = [];
+    const multi = `${scriptTag('write', '/etc/x')}\necho one\necho auth_pass hunter2 >/dev/null\necho three`;
     await withSession({ onCommand: (c) => seen.push(c), secrets: ['hunter2'] }, async (s) => {
       assert.equal(s.commandCount, 0);
       await s.run('true');
-      await s.run('echo hunter2', { label: 'echo the secret' });
-      await s.run('echo hunter2 >/dev/null');
+      await s.run(multi, { label: 'write /etc/x' });
       const held = await s.hold('echo READY; cat', 'READY');
       assert.ok(isHeld(held));
       await held.release();
-      assert.equal(s.commandCount, 4);
+      assert.equal(s.commandCount, 3);
+      const err = await rejectsWith(s.run(`${multi}\nsleep 5`, { label: 'slow write', timeoutMs: 200 }), DeadlineError);
+      assert.match(err.message, /^slow write did not finish within 0\.2 s/);
+      const unlabelled = await rejectsWith(s.run(`${multi}\nsleep 5`, { timeoutMs: 200 }), DeadlineError);
+      assert.match(unlabelled.message, /^# kha-deploy write \/etc\/x\.\.\. did not finish/, 'the first line, not the whole script');
     });
-    assert.deepEqual(seen, ['true', 'echo the secret', 'echo ******** >/dev/null', 'echo READY; cat']);
+    const masked = multi.replace('hunter2', '********');
+    assert.deepEqual(seen.slice(0, 4), ['true', masked, 'echo READY; cat', `${masked}\nsleep 5`]);
+    assert.match(seen[4] ?? '', /^# kha-deploy kill \d+\n/, 'the kill of a command past its deadline is shown too');
+    assert.ok(!seen.join('\n').includes('hunter2'));
   });
 
   it('keeps concurrent channels under the limit and runs them all', async () => {
@@ -259,6 +270,167 @@ describe('hold', () => {
   });
 });
 
+describe('deadline and abort', () => {
+  /** A script stuck in `wait` on a background sleep; it prints, then records its own pid and the sleep's. */
+  function stuck(opts: { ignoreTerm?: boolean; then?: string } = {}) {
+    const pidFile = join(tmp.dir, `pids${++n}`);
+    const script = [
+      ...(opts.ignoreTerm ? ["trap '' TERM"] : []), // sleep inherits the ignored TERM: only KILL ends them
+      'echo started; echo warming >&2',
+      `sleep 300 & echo "$$ $!" > ${shellQuote(pidFile)}`,
+      'wait',
+      ...(opts.then ? [opts.then] : []),
+    ].join('\n');
+    const pids = async () => {
+      for (let i = 0; i < 100 && !existsSync(pidFile); i++) await sleep(20);
+      return readFileSync(pidFile, 'utf8').trim().split(' ').map(Number) as [number, number];
+    };
+    return { script, pids };
+  }
+
+  it('past timeoutMs the process group is ended on the host; DeadlineError carries what it printed', async () => {
+    const { script, pids } = stuck();
+    await withSession({}, async (s) => {
+      const execs = server.execs.length;
+      const t0 = Date.now();
+      const err = await rejectsWith(s.run(script, { timeoutMs: 500, label: 'stuck step' }), DeadlineError);
+      const took = Date.now() - t0;
+      assert.ok(took >= 450 && took < 2500, `took ${took} ms`);
+      assert.equal(err.host, 'cp-a');
+      assert.equal(err.step, 'ssh');
+      assert.equal(err.timeoutMs, 500);
+      assert.equal(err.message, 'stuck step did not finish within 0.5 s; it was ended on the host');
+      assert.equal(err.seen, 'started\nwarming\n', 'stdout then stderr, without the process group line');
+      const [shell, child] = await pids();
+      assert.ok(await gone(child), 'the background sleep is gone (the server does not kill on channel close)');
+      assert.ok(await gone(shell), 'the script is gone');
+      assert.match(server.execs[execs + 1] ?? '', /^sh -c '# kha-deploy kill \d+\n/, 'ended from a second channel');
+      assert.equal((await s.run('echo still-usable')).stdout, 'still-usable\n');
+    });
+  });
+
+  it('a command that ignores TERM is KILLed after the grace', async () => {
+    const { script, pids } = stuck({ ignoreTerm: true });
+    await withSession({}, async (s) => {
+      const t0 = Date.now();
+      await rejectsWith(s.run(script, { timeoutMs: 300 }), DeadlineError);
+      const took = Date.now() - t0;
+      assert.ok(took >= 1200 && took < 3500, `took ${took} ms`);
+      const [shell, child] = await pids();
+      assert.ok(await gone(child));
+      assert.ok(await gone(shell));
+    });
+  });
+
+  it('abort (Ctrl-C) ends a stuck command on the host and rejects with InterruptedError within 2 s', async () => {
+    const { script, pids } = stuck({ ignoreTerm: true });
+    await withSession({}, async (s) => {
+      const ac = new AbortController();
+      const running = s.run(script, { signal: ac.signal, label: 'dnf install' });
+      const [shell, child] = await pids();
+      const t0 = Date.now();
+      ac.abort();
+      const err = await rejectsWith(running, InterruptedError);
+      assert.ok(Date.now() - t0 < 2000, `returned after ${Date.now() - t0} ms`);
+      assert.equal(err.message, 'interrupted: `dnf install` was ended on cp-a');
+      assert.ok(await gone(child, 1500), 'the stuck child is gone');
+      assert.ok(await gone(shell, 500));
+    });
+  });
+
+  it('an already aborted signal sends nothing; a slot wait is given up on abort', async () => {
+    await withSession({ maxChannels: 1 }, async (s) => {
+      const execs = server.execs.length;
+      const err = await rejectsWith(s.run('echo never', { signal: AbortSignal.abort() }), InterruptedError);
+      assert.match(err.message, /^interrupted before `echo never` was sent to cp-a$/);
+      assert.equal(server.execs.length, execs);
+      assert.equal(s.commandCount, 0);
+      const busy = s.run('sleep 0.5; echo busy');
+      const ac = new AbortController();
+      const queued = s.run('echo queued', { signal: ac.signal });
+      setTimeout(() => ac.abort(), 50);
+      await rejectsWith(queued, InterruptedError);
+      assert.equal((await busy).stdout, 'busy\n');
+      assert.equal((await s.run('echo next')).stdout, 'next\n', 'the slot was handed on');
+      assert.ok(!server.execs.some((e) => e.includes('echo queued')));
+    });
+  });
+
+  it('a fast command with a deadline and a signal is unaffected, and a later abort does nothing', async () => {
+    await withSession({}, async (s) => {
+      const ac = new AbortController();
+      const execs = server.execs.length;
+      assert.deepEqual(await s.run('echo quick; echo note >&2', { timeoutMs: 5000, signal: ac.signal }), { code: 0, signal: null, stdout: 'quick\n', stderr: 'note\n' });
+      ac.abort();
+      await sleep(100);
+      assert.equal(server.execs.length, execs + 1, 'no kill was sent');
+    });
+  });
+
+  it('hold: the deadline covers the part before the ready marker, not the holding', async () => {
+    const { script, pids } = stuck({ then: 'echo READY' });
+    await withSession({}, async (s) => {
+      const err = await rejectsWith(s.hold(script, 'READY', { timeoutMs: 500 }), DeadlineError);
+      assert.equal(err.seen, 'started\nwarming\n');
+      const [shell, child] = await pids();
+      assert.ok(await gone(child));
+      assert.ok(await gone(shell));
+      const pidFile = join(tmp.dir, `held${++n}`);
+      const ac = new AbortController();
+      const held = await s.hold(`echo $$ > ${shellQuote(pidFile)}; echo READY; exec cat >/dev/null`, 'READY', { timeoutMs: 300, signal: ac.signal });
+      assert.ok(isHeld(held));
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      ac.abort();
+      await sleep(700);
+      assert.ok(alive(pid), 'held past its deadline and the abort');
+      await held.release();
+      assert.ok(await gone(pid));
+    });
+  });
+
+  it('through sudo with a password: the group is ended (by a kill through sudo too), stderr stays clean', async () => {
+    const password = 'pw-for-kill';
+    server.env = { FAKE_SUDO_PASSWORD: password };
+    try {
+      const { script, pids } = stuck();
+      await withSession({ become: true, becomePassword: password }, async (s) => {
+        const execs = server.execs.length;
+        const err = await rejectsWith(s.run(script, { timeoutMs: 500 }), DeadlineError);
+        assert.equal(err.seen, 'started\nwarming\n', 'no prompt, start marker or process group line');
+        const [shell, child] = await pids();
+        assert.ok(await gone(child));
+        assert.ok(await gone(shell));
+        assert.match(server.execs[execs + 1] ?? '', /^sudo -S -p '\[kha-deploy sudo password [0-9a-f]+\]' -- sh -c '# kha-deploy kill \d+\n/);
+      });
+    } finally {
+      server.env = {};
+    }
+  });
+});
+
+describe('heartbeat', () => {
+  async function heldBytes(heartbeatMs: number | undefined, waitMs: number): Promise<string> {
+    const file = join(tmp.dir, `beats${++n}`);
+    return withSession({}, async (s) => {
+      const held = await s.hold(`: > ${shellQuote(file)}; echo READY; head -c 3 > ${shellQuote(file)}; exec cat >/dev/null`, 'READY', heartbeatMs === undefined ? {} : { heartbeatMs });
+      assert.ok(isHeld(held));
+      const until = Date.now() + waitMs;
+      while (Date.now() < until && readFileSync(file, 'utf8').length < 3) await sleep(20);
+      await held.release();
+      return readFileSync(file, 'utf8');
+    });
+  }
+
+  it('hold writes a byte to stdin every heartbeatMs until release; 0 writes none', async () => {
+    assert.equal(await heldBytes(100, 2000), '...');
+    assert.equal(await heldBytes(0, 500), '');
+  });
+
+  it('default heartbeat is 5 s', async () => {
+    assert.equal(await heldBytes(undefined, 1000), '', 'none within the first second');
+  });
+});
+
 describe('become', () => {
   it('wraps with sudo -n and makes "password required" recognisable', async () => {
     server.env = {};
@@ -267,7 +439,8 @@ describe('become', () => {
       assert.equal(r.code, 1);
       assert.ok(isSudoPasswordRequired(r.stderr));
       assert.match(r.stderr, /^sudo: a password is required\nkha-deploy: .*KHA_BECOME_PASS.*--ask-become-pass\n$/);
-      assert.equal(server.execs.at(-1), "sudo -n -- sh -c 'id -u'");
+      assert.equal(server.execs.at(-1), wrapCommand('id -u', true, false).command);
+      assert.match(server.execs.at(-1) ?? '', /^sudo -n -- sh -c '/);
     });
     server.env = { FAKE_SUDO_NOPASSWD: '1' };
     await withSession({ become: true }, async (s) => assert.equal((await s.run('echo "as root"')).stdout, 'as root\n'));
@@ -452,6 +625,26 @@ describe('connection lost', () => {
       const after = await rejectsWith(s.run('echo again'), ConnectError);
       assert.match(after.message, /lost/);
     });
+  });
+
+  it('abort returns within 2 s even when the host stopped answering (the kill cannot get through)', async () => {
+    const relay = await startRelay(server.port);
+    const file = freshFile();
+    writeFileSync(file, `[127.0.0.1]:${relay.port} ${server.hostKey.pub}\n`);
+    const s = await connect(options({ port: relay.port, knownHostsFile: file, keepaliveIntervalMs: 30_000 }));
+    try {
+      const ac = new AbortController();
+      const running = s.run('echo started; sleep 30', { signal: ac.signal });
+      await sleep(200);
+      relay.freeze();
+      const t0 = Date.now();
+      ac.abort();
+      await rejectsWith(running, InterruptedError);
+      assert.ok(Date.now() - t0 < 2000, `returned after ${Date.now() - t0} ms`);
+    } finally {
+      await s.close();
+      await relay.close();
+    }
   });
 
   it('a reset connection fails pending runs and holds at once', async () => {
