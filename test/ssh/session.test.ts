@@ -5,6 +5,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ConnectError, DeadlineError, HostKeyError, InterruptedError } from '../../src/errors.js';
+import { BROKEN_MARK, LOCKED_EXIT, READY_MARK, lockScript } from '../../src/runner/lock.js';
 import { scriptTag, shellQuote } from '../../src/shell.js';
 import { wrapCommand } from '../../src/ssh/command.js';
 import { connect, isSudoPasswordRequired, isSudoPasswordWrong, type ConnectOptions, type SshSession } from '../../src/ssh/session.js';
@@ -624,6 +625,50 @@ describe('connection lost', () => {
       assert.match(err.message, /connection to kha@127\.0\.0\.1:\d+ was lost \(Keepalive timeout\) while running `long step`/);
       const after = await rejectsWith(s.run('echo again'), ConnectError);
       assert.match(after.message, /lost/);
+    });
+  });
+
+  it('a run cut off without a word loses its lock after staleSeconds; a live run keeps it', async () => {
+    const dir = join(tmp.dir, `runlock${++n}`);
+    const lock = (owner: string) => lockScript('echo facts', owner, { dir, staleSeconds: 2 });
+    await viaRelay(async (a, relay) => {
+      const held = await a.hold(lock('run A'), READY_MARK, { heartbeatMs: 300 });
+      assert.ok(isHeld(held));
+      await withSession({}, async (b) => {
+        await sleep(2500); // past staleSeconds: only the heartbeats keep it
+        const refused = await b.hold(lock('run B'), READY_MARK);
+        assert.ok(!isHeld(refused));
+        assert.equal(refused.code, LOCKED_EXIT);
+        assert.match(refused.stderr, /owner=run A\n$/);
+        relay.freeze(); // the server keeps A's session: only the missing heartbeats can free the lock
+        const t0 = Date.now();
+        let taken = await b.hold(lock('run B'), READY_MARK);
+        while (!isHeld(taken) && Date.now() - t0 < 6000) {
+          await sleep(200);
+          taken = await b.hold(lock('run B'), READY_MARK);
+        }
+        assert.ok(isHeld(taken), 'the lock came free');
+        assert.ok(Date.now() - t0 >= 1200, `freed after ${Date.now() - t0} ms, before the bound`);
+        await taken.release();
+      });
+      await held.release();
+    });
+  });
+
+  it('--break-lock ends the other run\'s holder on the host; its hold ends', async () => {
+    const dir = join(tmp.dir, `runlock${++n}`);
+    await withSession({}, async (a) => {
+      const held = await a.hold(lockScript('echo facts', 'run A', { dir }), READY_MARK);
+      assert.ok(isHeld(held));
+      await withSession({}, async (b) => {
+        const taken = await b.hold(lockScript('echo facts', 'run B', { dir, breakLock: true }), READY_MARK);
+        assert.ok(isHeld(taken));
+        assert.match(taken.output, new RegExp(`^${BROKEN_MARK} pid=\\d+ pgid=\\d+ user=\\S+ from=\\S+ since=\\S+ owner=run A\nfacts\n$`));
+        const t0 = Date.now();
+        await held.release(); // A's command is already gone: release returns at once
+        assert.ok(Date.now() - t0 < 1000, `release took ${Date.now() - t0} ms`);
+        await taken.release();
+      });
     });
   });
 
