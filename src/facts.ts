@@ -63,6 +63,8 @@ export function factsScript(spec: ClusterSpec, _host: HostSpec, playbook: Playbo
     'for kha_f in /etc/os-release /usr/lib/os-release; do',
     `  if [ -r "$kha_f" ]; then sed -n -e 's/^ID=/os.id=/p' -e 's/^ID_LIKE=/os.id_like=/p' "$kha_f"; break; fi`,
     'done',
+    // dpkg --audit names packages an interrupted install left unconfigured (the packages step repairs them).
+    `if command -v dpkg >/dev/null 2>&1; then kha_a=$(dpkg --audit 2>/dev/null | head -n 1 | tr -cd '[:print:]'); printf 'pkg.interrupted=%s\\n' "\${kha_a:+yes}"; fi`,
     'for kha_c in apt-get dnf yum; do',
     `  printf 'cmd.%s=%s\\n' "$kha_c" "$(command -v "$kha_c" 2>/dev/null || :)"`,
     'done',
@@ -114,7 +116,10 @@ const KEYS = new Set([
   'applied.haproxy',
   'rundir',
   'rundir.tmpfiles',
+  'pkg.interrupted',
 ]);
+/** Keys a host may leave out (the fact does not apply there). */
+const OPTIONAL_KEYS = new Set(['os.id', 'os.id_like', 'pkg.interrupted']);
 const SECTIONS = new Set(['unit.keepalived', 'unit.haproxy', 'ip-addr', 'ip-route']);
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -252,7 +257,7 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
   }
   if (open) throw new FactsParseError(host, `section ${open.name} is not closed`, []);
   for (const k of KEYS) {
-    if (!k.startsWith('os.') && !kv.has(k)) throw new FactsParseError(host, `'${k}=' is missing from the output`, []);
+    if (!OPTIONAL_KEYS.has(k) && !kv.has(k)) throw new FactsParseError(host, `'${k}=' is missing from the output`, []);
   }
   for (const s of SECTIONS) if (!sections.has(s)) throw new FactsParseError(host, `section ${s} is missing from the output`, []);
   const rundir = kv.get('rundir');
@@ -276,6 +281,7 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
     osFamily: family,
     pkgManager: pickPackageManager(family, (c) => (kv.get(`cmd.${c}`) ?? '') !== ''),
     installed: { keepalived: kv.get('bin.keepalived') !== '', haproxy: kv.get('bin.haproxy') !== '' },
+    pkgInterrupted: kv.get('pkg.interrupted') === 'yes',
     files,
     applied: { keepalived: applied('keepalived'), haproxy: applied('haproxy') },
     units: {

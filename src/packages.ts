@@ -38,6 +38,8 @@ export function aptInstallScript(packages: readonly string[]): string {
     "trap 'exit 130' INT",
     "trap 'exit 143' TERM",
     `if (set -C; printf '#!/bin/sh\\n# kha-deploy: no service starts while packages install\\nexit 101\\n' > ${POLICY_RC}) 2>/dev/null; then kha_prc=1; chmod 0755 ${POLICY_RC}; fi`,
+    // An install stopped earlier (Ctrl-C, a killed apt) leaves dpkg half done; apt refuses to go on until it is finished.
+    `if [ -n "$(dpkg --audit 2>/dev/null)" ]; then echo "${WARN_MARK} dpkg was interrupted earlier: ran dpkg --configure -a first"; dpkg --configure -a || exit $?; fi`,
     'kha_upd_log=$(mktemp)',
     // Lock timeout: wait for unattended-upgrades instead of failing on a fresh VM. LC_ALL=C: the
     // Err:/Candidate: words read below are translated under other locales.
@@ -83,19 +85,26 @@ const SCRIPT: Record<PackageManager, { tool: string; script: (p: readonly string
 export function packagesStep(facts: HostFacts, playbook: Playbook): Omit<PlannedStep, 'timeoutMs'> {
   const { id, title } = stepOf(playbook, 'packages');
   const missing = (['keepalived', 'haproxy'] as ManagedUnit[]).filter((u) => !facts.installed[u]);
-  if (missing.length === 0) return { id, title, ops: [], reason: '' };
+  // An interrupted install (Ctrl-C, a killed apt) can leave binaries in place but unconfigured: finish it.
+  const repair = facts.pkgInterrupted && facts.pkgManager === 'apt';
+  if (missing.length === 0 && !repair) return { id, title, ops: [], reason: '' };
   if (facts.pkgManager === null) {
     throw new Error(
       `no supported package manager (apt-get, dnf, yum) found on ${facts.host} (os: ${facts.osId || 'unknown'}); ` +
         `install ${missing.join(' and ')} by hand, then rerun`,
     );
   }
-  const pkgs = missing.map((u) => playbook.packages[u]);
+  const units: ManagedUnit[] = missing.length > 0 ? missing : ['keepalived', 'haproxy'];
+  const pkgs = units.map((u) => playbook.packages[u]);
   const pm = SCRIPT[facts.pkgManager];
+  const reasons = [
+    ...(repair ? ['dpkg reports an interrupted installation (finished first with dpkg --configure -a)'] : []),
+    ...(missing.length > 0 ? [`${missing.join(' and ')} ${missing.length === 1 ? 'is' : 'are'} not installed`] : []),
+  ];
   return {
     id,
     title,
     ops: [{ op: 'run', script: pm.script(pkgs), description: `install ${pkgs.join(' and ')} with ${pm.tool}` }],
-    reason: `${missing.join(' and ')} ${missing.length === 1 ? 'is' : 'are'} not installed`,
+    reason: reasons.join('; '),
   };
 }

@@ -66,6 +66,8 @@ export interface HostFacts {
   osFamily: 'debian' | 'rhel' | 'unknown';
   pkgManager: PackageManager | null;
   installed: Record<ManagedUnit, boolean>;
+  /** dpkg reports packages left half-installed or unconfigured (an install that was stopped). */
+  pkgInterrupted: boolean;
   /** sha256 of each managed file, null when absent. Keys are absolute paths. */
   files: Record<string, string | null>;
   /** sha256 of the config each service last loaded through kha-deploy (state file), null when unknown. */

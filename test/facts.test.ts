@@ -25,6 +25,7 @@ describe('parseFacts on fixtures', () => {
       osFamily: 'debian',
       pkgManager: 'apt',
       installed: { keepalived: false, haproxy: false },
+      pkgInterrupted: false,
       files: NO_FILES,
       applied: { keepalived: null, haproxy: null },
       units: { keepalived: NO_UNIT, haproxy: NO_UNIT },
@@ -154,6 +155,12 @@ describe('parseFacts details', () => {
   it('finds the markers when a chatty login shell prints before and after (.bashrc echo, motd)', () => {
     const chatty = `Welcome to master1!\nkha-facts 0 is not our marker\n\u001b[32mconda base activated\u001b[0m\n${base}bye from .bash_logout\n`;
     assert.deepEqual(parseFacts('m', chatty, VIP), parseFacts('m', base, VIP));
+  });
+
+  it('reads pkg.interrupted (dpkg --audit found something); hosts without dpkg leave it out', () => {
+    assert.equal(parseFacts('m', base.replace('rundir=no', 'rundir=no\npkg.interrupted=yes'), VIP).pkgInterrupted, true);
+    assert.equal(parseFacts('m', base.replace('rundir=no', 'rundir=no\npkg.interrupted='), VIP).pkgInterrupted, false);
+    assert.equal(parseFacts('m', base, VIP).pkgInterrupted, false);
   });
 
   it('tolerates CRLF line ends and leading blank lines', () => {

@@ -37,6 +37,13 @@ describe('packagesStep', () => {
     assert.deepEqual(step.ops, [{ op: 'run', script: '# kha-deploy packages yum keepalived haproxy\nyum install -y keepalived haproxy', description: 'install keepalived and haproxy with yum' }]);
   });
 
+  it('an interrupted install on an apt host is finished even when both binaries are there', () => {
+    const step = packagesStep(facts({ installed: { keepalived: true, haproxy: true }, pkgInterrupted: true }), playbook);
+    assert.equal(step.ops.length, 1);
+    assert.match(step.reason, /dpkg reports an interrupted installation/);
+    assert.match((step.ops[0] as { script: string }).script, /^# kha-deploy packages apt keepalived haproxy\n/);
+  });
+
   it('nothing to do when both are installed, even without a package manager', () => {
     assert.deepEqual(packagesStep(facts({ pkgManager: null, installed: { keepalived: true, haproxy: true } }), playbook), {
       id: 'packages',
@@ -74,6 +81,8 @@ describe('the apt script, run with a stub apt-get', () => {
     candidates?: Record<string, string>;
     packages?: string[];
     killParent?: boolean;
+    /** What `dpkg --audit` prints (an interrupted install); nothing by default. */
+    audit?: string;
   }) {
     const dir = mkdtempSync(join(tmpdir(), 'kha-apt-'));
     try {
@@ -94,6 +103,8 @@ describe('the apt script, run with a stub apt-get', () => {
       // `apt-cache policy -- NAME` in apt's own layout.
       const aptCache = `#!/bin/sh\necho "apt-cache $*" >> ${dir}/log\nf=${dir}/candidate-$3\n[ -f "$f" ] || exit 0\nprintf '%s:\\n  Installed: (none)\\n  Candidate: %s\\n  Version table:\\n' "$3" "$(cat "$f")"\n`;
       writeFileSync(join(dir, 'bin', 'apt-cache'), aptCache, { mode: 0o755 });
+      writeFileSync(join(dir, 'audit'), opts.audit ?? '');
+      writeFileSync(join(dir, 'bin', 'dpkg'), `#!/bin/sh\necho "dpkg $*" >> ${dir}/log\n[ "$1" = --audit ] && cat ${dir}/audit\nexit 0\n`, { mode: 0o755 });
       for (const [name, version] of Object.entries(opts.candidates ?? {})) writeFileSync(join(dir, `candidate-${name}`), version);
       const script = aptInstallScript(opts.packages ?? ['keepalived', 'haproxy']).replaceAll('/usr/sbin/policy-rc.d', prc);
       const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${join(dir, 'bin')}:${process.env.PATH}`, TMPDIR: dir } });
@@ -125,6 +136,16 @@ describe('the apt script, run with a stub apt-get', () => {
     assert.equal(r.prc, null);
     assert.doesNotMatch(r.stdout, /@@KHA-WARN/);
     assert.deepEqual(r.left, []);
+  });
+
+  it('finishes an interrupted install first (dpkg --configure -a, under policy-rc.d), with a warning', () => {
+    const r = run({ aptExit: 0, audit: 'The following packages are only half configured:\n haproxy\n' });
+    assert.equal(r.code, 0, r.stderr);
+    const log = r.log.split('\n');
+    assert.ok(log.indexOf('dpkg --configure -a') > 0 && log.indexOf('dpkg --configure -a') < log.findIndex((l) => l.startsWith('apt-get update')), r.log);
+    assert.match(r.stdout, /^@@KHA-WARN dpkg was interrupted earlier: ran dpkg --configure -a first$/m);
+    const clean = run({ aptExit: 0 });
+    assert.doesNotMatch(clean.log, /--configure/);
   });
 
   it('removes it on failure too and keeps the exit code', () => {

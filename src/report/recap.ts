@@ -43,11 +43,11 @@ export function summarize(spec: ClusterSpec, result: Pick<RolloutResult, 'recap'
 /** The VIP line: what the last observation saw, never an earlier one. */
 export function vipLine(s: Pick<RunSummary, 'vip' | 'vipHolders' | 'vipSeenAt' | 'primary'>): string {
   const h = s.vipHolders;
-  if (h === null) return `VIP ${s.vip}: not observed (the run stopped before reading any master)`;
+  if (h === null) return `VIP ${s.vip}: not observed (the run stopped before it could read every master)`;
   const at = s.vipSeenAt ? ` (last seen at ${s.vipSeenAt})` : '';
   if (h.length === 0) return `VIP ${s.vip} is on no master${at}`;
   if (h.length > 1) return `VIP ${s.vip}: SPLIT BRAIN, on ${h.length} masters at once: ${h.join(', ')}${at}`;
-  return `VIP ${s.vip} is on ${h[0]}${h[0] === s.primary ? ' (the primary)' : ''}${at}`;
+  return `VIP ${s.vip} is on ${h[0]}${h[0] === s.primary ? ', the primary' : ''}${at}`;
 }
 
 export function recapText(s: RunSummary): string {

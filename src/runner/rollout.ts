@@ -129,8 +129,9 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
         if (err.holders) seen = { holders: err.holders, at: `${id} (${host})` };
         gates.push({ host, gate: id, ok: false, elapsedMs: 0 });
         for (const h of err.hosts) states.get(h)?.statuses.push('failed');
-      } else {
-        markFailure(states.get(host), err);
+      } else if (!opts.signal?.aborted) {
+        // A wait cut short by Ctrl-C is not a failed check; a lost connection belongs to its own host.
+        markFailure(states.get(err instanceof HostStepError ? err.host : host), err);
       }
       throw err;
     }
@@ -293,7 +294,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
 let ownerText: string | undefined;
 /** Who this run is, as the lock records it. */
 function owner(): string {
-  ownerText ??= `kha-deploy pid ${process.pid} by ${userInfo().username}@${hostname()} since ${new Date().toISOString()}`;
+  ownerText ??= `kha-deploy pid ${process.pid} by ${userInfo().username}@${hostname()}`; // the host's record adds since= and from=
   return ownerText;
 }
 

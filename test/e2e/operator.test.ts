@@ -61,8 +61,11 @@ describe('off the happy path, as an operator meets it', { concurrency: false }, 
 
   it('Ctrl-C while a remote command is stuck (apt waiting for the dpkg lock): back within 2 s, the command ended on the host', async () => {
     await resetHosts(['master2']);
-    // Another package manager holds dpkg's lock: apt-get install waits (DPkg::Lock::Timeout=300).
-    await hostExecOk('master2', 'systemd-run --unit kha-dpkg-holder flock /var/lib/dpkg/lock-frontend sleep 600 >/dev/null 2>&1');
+    // Another package manager holds dpkg's lock (an fcntl lock, as apt takes it): apt-get install waits (DPkg::Lock::Timeout=300).
+    await hostExecOk(
+      'master2',
+      `systemd-run --unit kha-dpkg-holder python3 -c 'import fcntl, time; f = open("/var/lib/dpkg/lock-frontend", "w"); fcntl.lockf(f, fcntl.LOCK_EX); time.sleep(600)' >/dev/null 2>&1`,
+    );
     try {
       const run = startCli(deployArgs(lab.inventoryPath));
       await run.waitFor(/installing packages on master2/);
@@ -138,7 +141,7 @@ describe('off the happy path, as an operator meets it', { concurrency: false }, 
       const broke = await runCli(deployArgs(lab.inventoryPath, '--break-lock'));
       assert.equal(broke.code, 0, describeRun(broke));
       assert.match(broke.stdout, new RegExp(`warning: \\[master3\\] --break-lock: ended the run lock held by .*kha-deploy pid ${run.child.pid}\\b`));
-      assert.match(broke.stdout, /from 172\.16\.86\.1\b/);
+      assert.match(broke.stdout, /user=kha from=172\.16\.86\.1 since=\S+ owner=kha-deploy pid/);
       assert.deepEqual(await vipHolders(), ['master1']);
     } finally {
       await restoreConnections();
@@ -158,7 +161,7 @@ describe('off the happy path, as an operator meets it', { concurrency: false }, 
       const r = await runCli(deployArgs(lab.inventoryPath));
       assert.equal(r.code, 0, describeRun(r));
       assert.match(r.stdout, /warning: \[master3\] .*http:\/\/172\.16\.86\.99\/kubernetes-xenial/);
-      const pk = await hostExec('master3', 'dpkg-query -W -f "${Package} ${Status}\\n" keepalived haproxy');
+      const pk = await hostExec('master3', "dpkg-query -W -f '${Package} ${Status}\\n' keepalived haproxy");
       assert.match(pk.stdout, /keepalived install ok installed/);
       assert.match(pk.stdout, /haproxy install ok installed/);
       assert.equal((await unitInfo('master3', 'haproxy')).activeState, 'active');
