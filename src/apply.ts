@@ -4,7 +4,7 @@
 import { DeadlineError, HostStepError } from './errors.js';
 import { STATE_DIR, appliedStatePath } from './facts.js';
 import { journalTail } from './journal.js';
-import { redact } from './report/redact.js';
+import { maskSecrets } from './report/redact.js';
 import { scriptTag, shellQuote } from './shell.js';
 import type { ManagedUnit, Operation, PlannedStep, Remote, RemoteResult, RunEvent, RunOptions, StepStatus } from './types.js';
 import { sha256Hex } from './plan.js';
@@ -23,8 +23,6 @@ export interface ApplyContext {
   emit: (e: RunEvent) => void;
   /** Backups to keep per file (the playbook decides). */
   keepBackups: number;
-  /** Secret values to mask in what the host printed (masking moves to src/report/redact.ts: may be omitted). */
-  secrets?: readonly string[];
   /** Aborted (Ctrl-C): the remote command in flight is ended and its run() rejects with InterruptedError. */
   signal?: AbortSignal;
 }
@@ -36,10 +34,6 @@ interface Replaced {
   unit: ManagedUnit | undefined;
 }
 
-/** What the host printed, with secrets masked, before it goes into an error. */
-function mask(text: string, ctx: ApplyContext, op?: Operation): string {
-  return redact(text, [...(ctx.secrets ?? []), ...(op?.op === 'write-file' ? (op.secrets ?? []) : [])]);
-}
 
 function tail(text: string, lines = 15): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
@@ -211,7 +205,7 @@ export class HostApplier {
       return await remote.run(script, { label: what, timeoutMs: step.timeoutMs, ...(stdin !== undefined ? { stdin } : {}), ...(signal ? { signal } : {}) });
     } catch (err) {
       if (!(err instanceof DeadlineError)) throw err;
-      throw new DeadlineError(remote.host, step.id, err.timeoutMs, mask(err.seen ?? '', this.ctx, op), { what, hint: deadlineHint(step, op) });
+      throw new DeadlineError(remote.host, step.id, err.timeoutMs, maskSecrets(err.seen ?? ''), { what, hint: deadlineHint(step, op) });
     }
   }
 
@@ -221,11 +215,11 @@ export class HostApplier {
     if (op.op === 'run') {
       const res = await this.run(step, op, op.script);
       for (const line of res.stdout.split('\n')) {
-        if (line.startsWith(WARN_PREFIX)) this.ctx.emit({ type: 'warning', host, message: mask(line.slice(WARN_PREFIX.length).trim(), this.ctx) });
+        if (line.startsWith(WARN_PREFIX)) this.ctx.emit({ type: 'warning', host, message: maskSecrets(line.slice(WARN_PREFIX.length).trim()) });
       }
       if (res.code !== 0) {
         throw new HostStepError(host, step.id, `${op.description} failed (exit ${res.code})`, {
-          seen: mask(seenOf(res), this.ctx),
+          seen: maskSecrets(seenOf(res)),
           hint:
             step.id === 'packages'
               ? 'the package manager failed; nothing else was changed on this host. Check its repositories and proxy (try the same install by hand), then rerun'
@@ -238,13 +232,13 @@ export class HostApplier {
       const res = await this.run(step, op, writeFileScript(op, this.ctx.keepBackups), op.content);
       if (res.code === EXIT_INVALID) {
         throw new HostStepError(host, step.id, `the rendered ${op.path} failed validation on the host; the old file stays in place and the service was not touched`, {
-          seen: mask(seenOf(res), this.ctx, op),
+          seen: maskSecrets(seenOf(res)),
           hint: 'the validator output above names the line; fix the inventory value or the template in playbooks/templates and rerun',
         });
       }
       if (res.code !== 0) {
         throw new HostStepError(host, step.id, `could not write ${op.path} (exit ${res.code}); the old file stays in place`, {
-          seen: mask(seenOf(res), this.ctx, op),
+          seen: maskSecrets(seenOf(res)),
           hint: 'check the disk and permissions on the host, then rerun',
         });
       }
@@ -255,7 +249,7 @@ export class HostApplier {
     const res = await this.run(step, op, serviceScript(op));
     if (res.code === 0) return;
     const journal = await journalTail(remote, op.unit, 20, this.bounded(JOURNAL_TIMEOUT_MS));
-    const seen = mask(`${seenOf(res)}\n--- journalctl -u ${op.unit}:\n${journal}`, this.ctx);
+    const seen = maskSecrets(`${seenOf(res)}\n--- journalctl -u ${op.unit}:\n${journal}`);
     const restored = await this.rollback(op.unit);
     throw new HostStepError(host, step.id, `${op.unit} did not come up after ${op.action}` + (restored ? `; the previous config was restored and ${op.unit} restarted with it` : ''), {
       seen,

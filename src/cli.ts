@@ -95,18 +95,16 @@ async function deploy(args: DeployArgs): Promise<number> {
   const out = (s: string) => process.stdout.write(`${s}\n`);
   let spec;
   let hosts: HostSpec[];
-  const secrets: string[] = [];
   try {
     spec = await loadInventory(args.inventory);
-    if (spec.vrrpAuthPass) secrets.push(spec.vrrpAuthPass);
     hosts = selectHosts(spec.hosts, args.limit);
   } catch (err) {
-    return fail(err, json, secrets);
+    return fail(err, json);
   }
   let playbook = loadPlaybook();
   if (args.gateTimeout !== undefined) {
     if (!Number.isInteger(args.gateTimeout) || args.gateTimeout < 1 || args.gateTimeout > 3600) {
-      return fail(new UsageError(`--gate-timeout ${args.gateTimeout}: expected whole seconds from 1 to 3600`), json, secrets);
+      return fail(new UsageError(`--gate-timeout ${args.gateTimeout}: expected whole seconds from 1 to 3600`), json);
     }
     playbook = withGateTimeout(playbook, args.gateTimeout);
   }
@@ -119,9 +117,8 @@ async function deploy(args: DeployArgs): Promise<number> {
       passphrase = await readSecret('KHA_SSH_PASSPHRASE', 'passphrase for the SSH private key: ');
     }
   } catch (err) {
-    return fail(err, json, secrets);
+    return fail(err, json);
   }
-  for (const s of [becomePassword, passphrase]) if (s) secrets.push(s);
 
   const tty = !json && process.stdout.isTTY === true && (process.stdout.columns ?? 0) >= 40;
   const ui = tty ? listrUi(spec.order.filter((n) => hosts.some((h) => h.name === n)), spec.primary) : undefined;
@@ -167,7 +164,6 @@ async function deploy(args: DeployArgs): Promise<number> {
         ...(becomePassword ? { becomePassword } : {}),
         knownHostsFile: args.knownHosts,
         acceptNewHostKeys: args.acceptNewHostKeys,
-        secrets,
         onCommand: (command) => emit({ type: 'command', host: h.name, command }),
       }),
   });
@@ -176,7 +172,7 @@ async function deploy(args: DeployArgs): Promise<number> {
 
   const code = result.error === undefined ? EXIT_OK : result.error instanceof KhaError ? result.error.exitCode : EXIT_HOST_FAILED;
   await ui?.finish(result.error !== undefined);
-  const errorText = result.error === undefined ? undefined : formatError(result.error, secrets);
+  const errorText = result.error === undefined ? undefined : formatError(result.error);
   const summary = { ...summarize(spec, result, code, Date.now() - started, errorText), warnings };
   if (ui) for (const w of warnings) lines({ type: 'warning', ...w });
   if (json) {
@@ -213,9 +209,9 @@ function selectHosts(all: HostSpec[], limit: string | undefined): HostSpec[] {
   return all.filter((h) => names.includes(h.name));
 }
 
-function fail(err: unknown, json: boolean, secrets: string[]): number {
+function fail(err: unknown, json: boolean): number {
   const code = err instanceof KhaError ? err.exitCode : EXIT_HOST_FAILED;
-  const text = formatError(err, secrets);
+  const text = formatError(err);
   if (json) process.stdout.write(`${JSON.stringify({ ok: false, exitCode: code, error: text }, null, 2)}\n`);
   process.stderr.write(`${text}\n`);
   return code;

@@ -25,7 +25,7 @@ function setup() {
   const h = fc.host('master1');
   const remote = fc.session('master1');
   const events: RunEvent[] = [];
-  const applier = new HostApplier({ remote, emit: (e) => events.push(e), keepBackups: fc.playbook.backups, secrets: ['s3cr3tpw'] });
+  const applier = new HostApplier({ remote, emit: (e) => events.push(e), keepBackups: fc.playbook.backups });
   const path = fc.playbook.files.haproxy.path;
   const newHaproxy = renderHaproxy({ ...fc.spec, haproxyBalance: 'leastconn' }, fc.playbook);
   const write: Operation = { op: 'write-file', path, content: newHaproxy, mode: '0644', unit: 'haproxy', validate: 'haproxy -c -f {file}' };
@@ -101,7 +101,7 @@ describe('HostApplier on a fake host', () => {
     h.failService('keepalived', 'enable-start');
     const path = fc.playbook.files.keepalived.path;
     const content = renderKeepalived(fc.spec, host(fc.spec, 'master1'), 'ens192', fc.playbook);
-    const applier = new HostApplier({ remote: fc.session('master1'), emit: () => undefined, keepBackups: 5, secrets: [] });
+    const applier = new HostApplier({ remote: fc.session('master1'), emit: () => undefined, keepBackups: 5 });
     await applier.step(step('keepalived-config', [{ op: 'write-file', path, content, mode: '0600', unit: 'keepalived' }]));
     await assert.rejects(applier.step(step('units', [{ op: 'service', unit: 'keepalived', action: 'enable-start', recordApplied: sha256Hex(content) }])), /^HostStepError: keepalived did not come up after enable-start$/);
     assert.deepEqual(h.kinds(), ['write', 'service', 'journal']);
@@ -114,7 +114,7 @@ describe('HostApplier on a fake host', () => {
     const old = h.files.get(path)!;
     const content = renderKeepalived({ ...fc.spec, advertInt: 2 }, host(fc.spec, 'master1'), 'ens192', fc.playbook);
     h.rejectWrite(path, 'Keepalived_vrrp: (Line 31) Unknown keyword auth_pass s3cr3tpw');
-    const op: Operation = { op: 'write-file', path, content, mode: '0600', unit: 'keepalived', secrets: ['s3cr3tpw'] };
+    const op: Operation = { op: 'write-file', path, content, mode: '0600', unit: 'keepalived' };
     await assert.rejects(applier.step(step('keepalived-config', [op])), (err: unknown) => {
       assert.ok(err instanceof HostStepError);
       assert.match(err.message, /failed validation on the host; the old file stays in place and the service was not touched/);
@@ -132,7 +132,7 @@ describe('HostApplier on a fake host', () => {
     const h = fc.host('master1').failPackages('E: Unable to locate package keepalived');
     const facts = parseFacts('master1', h.factsText(), fc.spec.vip);
     const plan = planHost(fc.spec, host(fc.spec, 'master1'), facts, fc.playbook);
-    const applier = new HostApplier({ remote: fc.session('master1'), emit: () => undefined, keepBackups: 5, secrets: [] });
+    const applier = new HostApplier({ remote: fc.session('master1'), emit: () => undefined, keepBackups: 5 });
     await assert.rejects(applier.step(plan.steps.find((s) => s.id === 'packages')!), (err: unknown) => {
       assert.ok(err instanceof HostStepError);
       assert.match(err.message, /install keepalived and haproxy with apt-get failed \(exit 100\)/);

@@ -279,7 +279,7 @@ describe('HostApplier', () => {
   it('passes the step deadline and the abort signal to every command', async () => {
     const ctrl = new AbortController();
     const remote = fakeRemote(async () => ok());
-    const a = new HostApplier({ remote, emit: () => undefined, keepBackups: 3, secrets: [], signal: ctrl.signal });
+    const a = new HostApplier({ remote, emit: () => undefined, keepBackups: 3, signal: ctrl.signal });
     await a.step(step('rundir', [{ op: 'run', script: '# kha-deploy rundir /run/haproxy\ntrue', description: 'create /run/haproxy' }], 30_000));
     await a.step(step('units', [{ op: 'service', unit: 'keepalived', action: 'reload' }], 60_000));
     assert.deepEqual(
@@ -296,7 +296,7 @@ describe('HostApplier', () => {
       throw new DeadlineError('m1', 'ssh', 300_000, 'Waiting for cache lock: Could not get lock /var/lib/dpkg/lock-frontend');
     });
     const events: RunEvent[] = [];
-    const a = new HostApplier({ remote, emit: (e) => events.push(e), keepBackups: 3, secrets: [] });
+    const a = new HostApplier({ remote, emit: (e) => events.push(e), keepBackups: 3 });
     const err = await a.step(step('packages', [{ op: 'run', script: '# kha-deploy packages apt keepalived\ntrue', description: 'install keepalived with apt-get' }], 300_000)).then(
       () => assert.fail('no error'),
       (e: unknown) => e,
@@ -316,7 +316,7 @@ describe('HostApplier', () => {
     const remote = fakeRemote(async () => {
       throw new DeadlineError('m1', 'ssh', 60_000, '');
     });
-    const a = new HostApplier({ remote, emit: () => undefined, keepBackups: 3, secrets: [] });
+    const a = new HostApplier({ remote, emit: () => undefined, keepBackups: 3 });
     await assert.rejects(a.step(step('units', [{ op: 'service', unit: 'haproxy', action: 'reload' }], 60_000)), (e: unknown) => {
       assert.ok(e instanceof DeadlineError);
       assert.equal(e.step, 'units');
@@ -328,14 +328,14 @@ describe('HostApplier', () => {
 
   it('other session errors pass through unchanged', async () => {
     const lost = new HostStepError('m1', 'ssh', 'connection lost');
-    const a = new HostApplier({ remote: fakeRemote(async () => Promise.reject(lost)), emit: () => undefined, keepBackups: 3, secrets: [] });
+    const a = new HostApplier({ remote: fakeRemote(async () => Promise.reject(lost)), emit: () => undefined, keepBackups: 3 });
     await assert.rejects(a.step(step('rundir', [{ op: 'run', script: 'true', description: 'x' }])), (e) => e === lost);
   });
 
   it('turns each @@KHA-WARN line of a run op into a warning event', async () => {
     const remote = fakeRemote(async () => ok('Reading package lists...\n@@KHA-WARN apt-get update failed for https://apt.kubernetes.io; installed from the other sources\nSetting up haproxy\n'));
     const events: RunEvent[] = [];
-    const a = new HostApplier({ remote, emit: (e) => events.push(e), keepBackups: 3, secrets: [] });
+    const a = new HostApplier({ remote, emit: (e) => events.push(e), keepBackups: 3 });
     assert.equal(await a.step(step('packages', [{ op: 'run', script: 'true', description: 'install haproxy with apt-get' }])), 'changed');
     assert.deepEqual(
       events.filter((e) => e.type === 'warning'),
@@ -355,7 +355,7 @@ describe('HostApplier', () => {
       return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
     });
     const ctrl = new AbortController();
-    const a = new HostApplier({ remote, emit: () => undefined, keepBackups: 3, secrets: [], signal: ctrl.signal });
+    const a = new HostApplier({ remote, emit: () => undefined, keepBackups: 3, signal: ctrl.signal });
     assert.equal(await a.step(step('haproxy-config', [{ op: 'write-file', path: p, content: 'valid new\n', mode: '0644', unit: 'haproxy' }], 30_000)), 'changed');
     assert.equal(readFileSync(p, 'utf8'), 'valid new\n');
     await assert.rejects(a.step(step('units', [{ op: 'service', unit: 'haproxy', action: 'reload', recordApplied: 'abc' }], 60_000)), (e: unknown) => {

@@ -1,7 +1,7 @@
 // The one place that turns typed errors into operator-facing text.
 import { relative } from 'node:path';
 import { HostKeyError, HostStepError, InventoryError, KhaError, ManyErrors } from '../errors.js';
-import { redact } from './redact.js';
+import { maskSecrets } from './redact.js';
 
 function displayPath(file: string): string {
   const rel = relative(process.cwd(), file);
@@ -17,8 +17,8 @@ function indent(text: string, prefix = '    '): string {
 }
 
 /** Multi-line message for one error; secrets are masked. */
-export function formatError(err: unknown, secrets: readonly string[] = []): string {
-  return redact(formatUnredacted(err), secrets);
+export function formatError(err: unknown): string {
+  return maskSecrets(formatUnredacted(err));
 }
 
 function formatUnredacted(err: unknown): string {

@@ -13,8 +13,3 @@ export function maskSecrets(text: string): string {
   for (const re of BY_MEANING) out = out.replace(re, (_m, head: string) => `${head}${MASK}`);
   return out;
 }
-
-/** @deprecated call sites still pass a list of secret values; masking is by meaning now (maskSecrets). */
-export function redact(text: string, _secrets?: readonly (string | undefined)[]): string {
-  return maskSecrets(text);
-}

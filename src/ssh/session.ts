@@ -6,7 +6,7 @@ import net from 'node:net';
 import ssh2, { type Client, type ClientChannel, type Ssh2Error } from 'ssh2';
 import { ConnectError, DeadlineError, HostStepError, InterruptedError } from '../errors.js';
 import type { HeldCommand, HoldOptions, Remote, RemoteResult, RunOptions } from '../types.js';
-import { redact } from '../report/redact.js';
+import { maskSecrets } from '../report/redact.js';
 import { SudoPromptWatcher, findPgid, findReadyLine, killScript, stripPgidLine, withSudoNote, wrapCommand } from './command.js';
 import { networkError, sshError, type ConnectContext } from './connect-errors.js';
 import { createHostVerifier, endpointOf } from './host-keys.js';
@@ -40,10 +40,8 @@ export interface ConnectOptions {
   releaseTimeoutMs?: number;
   /** Concurrent channels on the connection (default 8; sshd's MaxSessions is 10). */
   maxChannels?: number;
-  /** Verbose output: the whole script of each command (the kill of a command past its deadline too), secrets masked. */
+  /** Verbose output: the whole script of each command (the kill of a command past its deadline too), secrets masked by meaning. */
   onCommand?: (command: string) => void;
-  /** Values masked in onCommand output and error messages. */
-  secrets?: string[];
   /** Home directory for the default keys (tests). */
   homeDir?: string;
 }
@@ -175,7 +173,6 @@ export class SshSession implements Remote {
   private readonly channels: Semaphore;
   /** Rejecters of everything in flight, called when the connection goes away. */
   private readonly pending = new Set<(cause: Error | undefined) => void>();
-  private readonly secrets: (string | undefined)[];
   private lastError: Error | undefined;
   private ended = false;
   private closing = false;
@@ -188,7 +185,6 @@ export class SshSession implements Remote {
   ) {
     this.host = opts.host;
     this.channels = new Semaphore(opts.maxChannels ?? 8);
-    this.secrets = [...(opts.secrets ?? []), opts.becomePassword, opts.passphrase];
     client.on('error', (err: Error) => {
       this.lastError = err;
     });
@@ -297,14 +293,14 @@ export class SshSession implements Remote {
 
   /** How errors name a command: its label, else its first line (secrets masked). */
   private describe(script: string, label: string | undefined): string {
-    return this.short(redact(label ?? script, this.secrets));
+    return this.short(maskSecrets(label ?? script));
   }
 
   /** Count the command and show it whole (secrets masked); refuse on a dead connection. */
   private begin(script: string, what: string): void {
     if (this.ended || this.closing) throw this.lostError(what, this.lastError);
     this.count++;
-    this.opts.onCommand?.(redact(script, this.secrets));
+    this.opts.onCommand?.(maskSecrets(script));
   }
 
   private short(text: string): string {
@@ -313,7 +309,7 @@ export class SshSession implements Remote {
   }
 
   private lostError(what: string, cause: Error | undefined): ConnectError {
-    const why = this.closing ? 'was closed by kha-deploy' : `was lost${cause ? ` (${redact(cause.message, this.secrets)})` : ''}`;
+    const why = this.closing ? 'was closed by kha-deploy' : `was lost${cause ? ` (${maskSecrets(cause.message)})` : ''}`;
     return new ConnectError(this.host, 'ssh', `connection to ${this.target} ${why} while running \`${what}\``, {
       ...(this.closing ? {} : { hint: LOST_HINT }),
       ...(cause ? { cause } : {}),
@@ -421,7 +417,7 @@ export class SshSession implements Remote {
       };
       const endError = (reason: 'deadline' | 'abort') =>
         reason === 'deadline'
-          ? new DeadlineError(this.host, 'ssh', io.timeoutMs ?? 0, redact(joinOutput(Buffer.concat(stdout).toString('utf8'), stderrText()), this.secrets), { what })
+          ? new DeadlineError(this.host, 'ssh', io.timeoutMs ?? 0, maskSecrets(joinOutput(Buffer.concat(stdout).toString('utf8'), stderrText())), { what })
           : this.interrupted(what, true);
       const fail = (cause: Error | undefined) => settle(() => reject(ending ? endError(ending) : this.lostError(what, cause)));
       const giveUp = () => settle(() => reject(endError(ending!)));
@@ -515,7 +511,7 @@ export class SshSession implements Remote {
     if (this.ended || this.closing) return;
     const script = killScript(pgid);
     this.count++;
-    this.opts.onCommand?.(redact(script, this.secrets));
+    this.opts.onCommand?.(maskSecrets(script));
     let kc: ClientChannel | undefined;
     // No channel slot: the command being ended holds one, and sshd's MaxSessions leaves room above ours.
     const done = this.execute(script, `end process group ${pgid} of \`${what}\``, { onChannel: (c) => (kc = c) }).then(

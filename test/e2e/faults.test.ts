@@ -220,8 +220,12 @@ systemctl restart keepalived`,
   it('the apiserver certificate lacks the VIP: kubectl through the VIP fails with an x509 error, and kha-deploy says how to fix it', async () => {
     await resetHosts(undefined, { vipInCert: false });
     try {
-      const r = await runCli(deployArgs(lab.inventoryPath, '--gate-timeout', '8'));
+      // The default gate deadline (90 s): the same x509 answer three times in a row must end the wait long before.
+      const started = Date.now();
+      const r = await runCli(deployArgs(lab.inventoryPath));
       assert.equal(r.code, 1, describeRun(r));
+      assert.ok(Date.now() - started < 60_000, `took ${Date.now() - started} ms: the x509 answer was not taken as final`);
+      assert.match(r.stderr, /\(the same answer 3 times in a row, after \d+s\)/);
       assert.match(r.stderr, /does not list the VIP 172\.16\.86\.100 in its subjectAltNames/);
       assert.match(r.stderr, /apiServer\.certSANs/);
       assert.match(r.stderr, /x509/);

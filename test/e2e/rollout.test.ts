@@ -47,6 +47,17 @@ describe('rollout on the lab', { concurrency: false }, () => {
     const r = await runCli(deployArgs(lab.inventoryPath));
     assert.equal(r.code, 0, describeRun(r));
     assert.deepEqual(await vipHolders(), ['master1']);
+    // Every gate that passed is reported once, with the holder and the Server Version it saw.
+    assert.deepEqual(
+      r.json.gates.map((g: { host: string; gate: string; ok: boolean; holder: string; serverVersion: string }) => [g.host, g.gate, g.ok, g.holder, g.serverVersion]),
+      [
+        ['master1', 'vip-on-primary', true, 'master1', 'v1.30.0'],
+        ['master2', 'vip-still-on-primary-only', true, 'master1', 'v1.30.0'],
+        ['master3', 'vip-still-on-primary-only', true, 'master1', 'v1.30.0'],
+        ['master1', 'final-check', true, 'master1', 'v1.30.0'],
+      ],
+    );
+    assert.deepEqual(r.json.vipHolders, ['master1']);
     for (const h of names) {
       for (const unit of ['keepalived', 'haproxy']) {
         const u = await unitInfo(h, unit);

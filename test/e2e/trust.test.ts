@@ -107,6 +107,25 @@ describe('trust and input on the lab', { concurrency: false }, () => {
     assert.deepEqual(await vipHolders(), ['master1']);
   });
 
+  it('the VRRP password is masked by meaning: never in the -v output (which shows whole commands), in keepalived.conf on the host', async () => {
+    const pass = 'Kp4s51xQ';
+    // A new password on a running cluster is a split brain until every master has it (issue: managed VRRP
+    // changes): do it as the README says for now, keepalived stopped on every master first.
+    const stopAll = async () => {
+      for (const h of lab.hosts) assert.equal((await hostExec(h.name, 'systemctl stop keepalived')).code, 0);
+    };
+    await stopAll();
+    const r = await runCli(['-i', labInventory([`vrrp_auth_pass=${pass}`]), '--known-hosts', lab.knownHostsPath, '-v', '--output', 'text']);
+    assert.equal(r.code, 0, describeRun(r));
+    assert.ok(!r.stdout.includes(pass) && !r.stderr.includes(pass), 'the VRRP password was printed');
+    assert.match(r.stdout, /\[master1\] \$ # kha-deploy write \/etc\/keepalived\/keepalived\.conf\n\[master1\]   set -eu/, '-v shows the whole remote commands');
+    assert.match((await hostExec('master1', 'cat /etc/keepalived/keepalived.conf')).stdout, new RegExp(`auth_pass ${pass}$`, 'm'));
+    await stopAll();
+    const back = await runCli(['-i', lab.inventoryPath, '--known-hosts', lab.knownHostsPath]);
+    assert.equal(back.code, 0, describeRun(back));
+    assert.doesNotMatch((await hostExec('master1', 'cat /etc/keepalived/keepalived.conf')).stdout, /auth_pass/);
+  });
+
   it('root login without become works too', async () => {
     const r = await runCli(['-i', lab.rootInventoryPath, '--known-hosts', lab.knownHostsPath, '--output', 'json']);
     assert.equal(r.code, 0, describeRun(r));

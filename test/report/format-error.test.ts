@@ -15,10 +15,11 @@ it('names host, step, what the host showed and what to do', () => {
   assert.match(text, /what to do: check the repositories/);
 });
 
-it('masks secrets everywhere in the message', () => {
-  const text = formatError(new HostStepError('m1', 'keepalived-config', 'auth_pass s3cr3t! rejected', { seen: 'line 9: auth_pass s3cr3t!' }), ['s3cr3t!']);
+it('masks the VRRP password by meaning everywhere in the message, and nothing else', () => {
+  const text = formatError(new HostStepError('m1', 'keepalived-config', 'auth_pass s3cr3t! rejected', { seen: 'line 9: auth_pass s3cr3t!\nvirtual_router_id 51' }));
   assert.ok(!text.includes('s3cr3t!'));
   assert.match(text, /auth_pass \*{8}/);
+  assert.match(text, /virtual_router_id 51/);
 });
 
 it('lists every inventory problem with file:line and variable', () => {
