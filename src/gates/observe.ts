@@ -4,6 +4,10 @@ import { scriptTag, shellQuote } from '../shell.js';
 import type { ClusterSpec } from '../types.js';
 
 const OBSERVE_MARK = '@@KHA-OBSERVE';
+const VRRP_MARK = '@@KHA-VRRP';
+const VRRP_LOG_MARK = '@@KHA-VRRP-LOG';
+const SERVE_MARK = '@@KHA-SERVE';
+const STATS_MARK = '@@KHA-STATS';
 const KUBECTL_MARK = '@@KHA-KUBECTL';
 const RC_MARK = '@@KHA-RC=';
 
@@ -13,6 +17,38 @@ export interface HostObservation {
   /** Interfaces holding the VIP, from `ip -o addr`. */
   vipOn: string[];
   kubectl?: KubectlResult;
+  /** The load-balancer path on this master, when the gate asked for it. */
+  health?: HealthObservation;
+}
+
+/** Where to ask a master whether its own load-balancer path works. */
+export interface HealthProbe {
+  /** The master's own address (its haproxy listens there on vip_port). */
+  address: string;
+  vipPort: number;
+  /** haproxy's monitor frontend on 127.0.0.1 (stats as CSV at /stats;csv). */
+  monitorPort: number;
+}
+
+export interface BackendView {
+  name: string;
+  /** haproxy's status: UP, DOWN, MAINT, NOLB, … */
+  status: string;
+  /** Last check result: L4OK, L4CON, L7OK, L7STS, L7TOUT, … */
+  checkStatus: string;
+}
+
+export interface HealthObservation {
+  /** systemd ActiveState of keepalived.service. */
+  keepalivedActive: string;
+  /** Last VRRP state keepalived logged in this run of the unit ('' when none was logged yet). */
+  vrrpState: '' | 'MASTER' | 'BACKUP' | 'FAULT';
+  /** keepalived's recent state/track lines: the reason for a FAULT. */
+  vrrpLog: string[];
+  /** HTTP status of https://ADDRESS:vip_port/readyz through this master's own haproxy ('000': no answer, '': no curl). */
+  serveCode: string;
+  /** haproxy's view of every apiserver backend; undefined when its monitor did not answer. */
+  backends?: BackendView[];
 }
 
 export interface KubectlResult {
@@ -28,10 +64,29 @@ export function vipUrl(spec: ClusterSpec): string {
   return `https://${host}:${spec.vipPort}`;
 }
 
-/** `ip -o addr show`, then optionally `kubectl version` forced through https://VIP:vip_port. */
-export function observeScript(spec: ClusterSpec, withKubectl: boolean): string {
+/**
+ * `ip -o addr show`; with `health`, keepalived's VRRP state, this master's own haproxy serving /readyz
+ * and haproxy's view of every backend; then optionally `kubectl version` forced through https://VIP:vip_port.
+ */
+export function observeScript(spec: ClusterSpec, withKubectl: boolean, health?: HealthProbe): string {
   // The marker lets the parser skip whatever a chatty login shell printed first.
-  const lines = [scriptTag('observe', withKubectl ? 'kubectl' : 'addr'), `echo ${OBSERVE_MARK}`, 'ip -o addr show'];
+  const lines = [scriptTag('observe', withKubectl ? 'kubectl' : 'addr', ...(health ? ['health'] : [])), `echo ${OBSERVE_MARK}`, 'ip -o addr show'];
+  if (health) {
+    const own = `https://${health.address.includes(':') ? `[${health.address}]` : health.address}:${health.vipPort}/readyz`;
+    lines.push(
+      `echo ${VRRP_MARK}`,
+      'systemctl show -p ActiveState -p InvocationID keepalived.service 2>/dev/null',
+      `echo ${VRRP_LOG_MARK}`,
+      // This run of the unit only (its invocation id; systemd < 232 has none: this boot's lines).
+      "kha_inv=$(systemctl show -p InvocationID keepalived.service 2>/dev/null | sed -n 's/^InvocationID=//p')",
+      'if [ -n "$kha_inv" ]; then journalctl _SYSTEMD_INVOCATION_ID="$kha_inv" -o cat --no-pager 2>/dev/null; else journalctl -u keepalived.service -b -o cat --no-pager 2>/dev/null; fi' +
+        " | grep -E 'Entering [A-Z]+ STATE|[Ss]cript|[Tt]rack|[Qq]uorum|FAULT' | tail -n 12",
+      `echo ${SERVE_MARK}`,
+      `if command -v curl >/dev/null 2>&1; then curl -sk -o /dev/null -w '%{http_code}\n' -m 3 ${shellQuote(own)} 2>/dev/null || :; else echo; fi`,
+      `echo ${STATS_MARK}`,
+      `curl -s -m 2 ${shellQuote(`http://127.0.0.1:${health.monitorPort}/stats;csv`)} 2>/dev/null || :`,
+    );
+  }
   if (withKubectl) {
     // kubeasz installs kubectl in /opt/kube/bin, which is not on sudo's secure_path.
     lines.push(
@@ -56,8 +111,11 @@ export function parseObservation(host: string, output: string, vip: string): Hos
   if (at < 0) throw new FactsParseError(host, `no '${OBSERVE_MARK}' line in the output of the VIP check`, output.split('\n').filter((l) => l.trim()).slice(0, 5));
   const stdout = output.slice(at + OBSERVE_MARK.length + 1);
   const idx = stdout.indexOf(KUBECTL_MARK);
-  const addrPart = idx === -1 ? stdout : stdout.slice(0, idx);
+  const vrrpAt = findMarkLine(stdout, VRRP_MARK);
+  const addrEnd = [vrrpAt, idx].filter((i) => i >= 0);
+  const addrPart = addrEnd.length ? stdout.slice(0, Math.min(...addrEnd)) : stdout;
   const obs: HostObservation = { host, vipOn: interfacesHolding(addrPart, vip, host) };
+  if (vrrpAt >= 0) obs.health = parseHealth(stdout.slice(vrrpAt, idx === -1 ? undefined : idx));
   if (idx !== -1) {
     const rest = stdout.slice(idx + KUBECTL_MARK.length);
     const rcAt = rest.lastIndexOf(RC_MARK);
@@ -73,6 +131,94 @@ export function parseObservation(host: string, output: string, vip: string): Hos
     };
   }
   return obs;
+}
+
+/** The health sections of an observation (pure). */
+function parseHealth(text: string): HealthObservation {
+  const section = (mark: string): string[] => {
+    const lines = text.split('\n').map((l) => l.replace(/\r$/, ''));
+    const start = lines.indexOf(mark);
+    if (start < 0) return [];
+    const end = lines.findIndex((l, i) => i > start && /^@@KHA-[A-Z-]+$/.test(l));
+    return lines.slice(start + 1, end < 0 ? undefined : end).filter((l) => l.trim() !== '');
+  };
+  const props = new Map(section(VRRP_MARK).flatMap((l) => (/^(\w+)=(.*)$/.exec(l) ? [[l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string]] : [])));
+  const vrrpLog = section(VRRP_LOG_MARK);
+  const states = vrrpLog.flatMap((l) => /Entering (MASTER|BACKUP|FAULT) STATE/.exec(l)?.[1] ?? []);
+  const serve = section(SERVE_MARK)[0] ?? '';
+  const csv = section(STATS_MARK);
+  const health: HealthObservation = {
+    keepalivedActive: props.get('ActiveState') ?? '',
+    vrrpState: (states[states.length - 1] ?? '') as HealthObservation['vrrpState'],
+    vrrpLog,
+    serveCode: /^\d{3}$/.test(serve.trim()) ? serve.trim() : serve.trim() === '' ? '' : '000',
+  };
+  const backends = parseStatsCsv(csv);
+  if (backends) health.backends = backends;
+  return health;
+}
+
+/** Servers of the apiserver proxy from haproxy's `show stat` CSV (header `# pxname,svname,…`); undefined without a header. */
+export function parseStatsCsv(lines: string[], proxy = 'kube-master'): BackendView[] | undefined {
+  const header = lines.find((l) => l.startsWith('# pxname,'));
+  if (!header) return undefined;
+  const cols = header.slice(2).split(',');
+  const col = (name: string) => cols.indexOf(name);
+  const [px, sv, st, cs] = [col('pxname'), col('svname'), col('status'), col('check_status')];
+  return lines
+    .filter((l) => !l.startsWith('#'))
+    .map((l) => l.split(','))
+    .filter((f) => f[px] === proxy && f[sv] !== 'FRONTEND' && f[sv] !== 'BACKEND')
+    .map((f) => ({ name: f[sv] ?? '', status: f[st] ?? '', checkStatus: (f[cs] ?? '').replace(/^\* ?/, '') }));
+}
+
+export interface HealthProblem {
+  host: string;
+  message: string;
+  /** What the host showed (journal lines, haproxy's view). */
+  seen?: string;
+}
+
+/**
+ * The load-balancer path on `hosts` (pure): keepalived running and not in FAULT, MASTER on the holder and
+ * BACKUP elsewhere, each master's own haproxy answering /readyz with 200, every backend UP in its view.
+ */
+export function judgeHealth(observations: readonly HostObservation[], holder: string, hosts: readonly string[], vipPort: number): HealthProblem[] {
+  const problems: HealthProblem[] = [];
+  for (const o of observations) {
+    if (!hosts.includes(o.host) || !o.health) continue;
+    const h = o.health;
+    const log = h.vrrpLog.join('\n');
+    if (h.keepalivedActive !== 'active') {
+      problems.push({ host: o.host, message: `keepalived is not running on ${o.host} (${h.keepalivedActive || 'unknown'}): it cannot take the VIP over`, seen: log });
+    } else if (h.vrrpState === 'FAULT') {
+      const why = h.vrrpLog.filter((l) => !/Entering [A-Z]+ STATE/.test(l)).slice(-3).join('; ');
+      problems.push({ host: o.host, message: `keepalived on ${o.host} is in FAULT state${why ? ` (${why})` : ''}: it cannot take the VIP over`, seen: log });
+    } else if (o.host === holder && h.vrrpState !== 'MASTER') {
+      problems.push({ host: o.host, message: `${o.host} holds the VIP but keepalived there says ${h.vrrpState || 'nothing yet'}, not MASTER`, seen: log });
+    } else if (o.host !== holder && h.vrrpState === 'MASTER') {
+      problems.push({ host: o.host, message: `keepalived on ${o.host} says MASTER but ${holder || 'no master'} holds the VIP`, seen: log });
+    } else if (o.host !== holder && h.vrrpState !== 'BACKUP') {
+      problems.push({ host: o.host, message: `keepalived on ${o.host} has not reported BACKUP yet (${h.vrrpState || 'no state logged'})`, seen: log });
+    }
+    if (h.serveCode !== '200') {
+      const what = h.serveCode === '' ? 'curl is missing there' : h.serveCode === '000' ? 'nothing answered' : `it answered ${h.serveCode}`;
+      problems.push({ host: o.host, message: `${o.host}'s own haproxy does not serve: GET /readyz on its own address, port ${vipPort}: ${what}` });
+    }
+    if (!h.backends) {
+      problems.push({ host: o.host, message: `haproxy's monitor on ${o.host} (127.0.0.1) did not answer: cannot read its view of the apiservers` });
+    } else {
+      const down = h.backends.filter((b) => b.status !== 'UP');
+      if (down.length > 0) {
+        problems.push({
+          host: o.host,
+          message: `haproxy on ${o.host} sees ${down.map((b) => `${b.name} ${b.status} (${b.checkStatus || 'no check yet'})`).join(', ')}`,
+          seen: h.backends.map((b) => `${b.name} ${b.status} ${b.checkStatus}`).join('\n'),
+        });
+      }
+    }
+  }
+  return problems;
 }
 
 /** Offset of the line that is exactly `mark` (CR tolerated), or -1. */

@@ -13,6 +13,9 @@ import {
   judgePlacement,
   observeScript,
   parseObservation,
+  judgeHealth,
+  type HealthProbe,
+  type HealthProblem,
   type HostObservation,
   type PlacementVerdict,
 } from './observe.js';
@@ -25,8 +28,10 @@ export interface GateOptions {
   host: string;
   /** Every connected master: the VIP must be on `expectedHolder` and on none of the others. */
   remotes: readonly Remote[];
-  /** Undefined when the primary is outside --limit. */
+  /** Undefined when the primary is outside --limit, or when any one holder is right (no preemption). */
   expectedHolder: string | undefined;
+  /** Some master must hold the VIP even without an expected one (vrrp_preempt=false). */
+  requireHolder?: boolean;
   expectedInterface?: string | undefined;
   /** Hosts on which `kubectl version` through the VIP must succeed. */
   kubectlOn: readonly string[];
@@ -38,6 +43,8 @@ export interface GateOptions {
   signal?: AbortSignal | undefined;
   /** Poll addresses alone until the VIP is placed, then add kubectl (for a primary just started). */
   vipFirst?: boolean;
+  /** Also prove these masters can take over: keepalived MASTER/BACKUP (no FAULT), own haproxy serves, every backend UP. */
+  health?: { hosts: readonly string[]; probes: ReadonlyMap<string, HealthProbe> };
 }
 
 /** What a gate saw when it passed. */
@@ -58,8 +65,9 @@ class NotYet extends Error {
   constructor(
     readonly verdict: PlacementVerdict,
     readonly observations: HostObservation[],
+    readonly health: HealthProblem[] = [],
   ) {
-    super(verdict.ok ? 'kubectl through the VIP not answering yet' : verdict.message);
+    super(!verdict.ok ? verdict.message : health.length > 0 ? health.map((p) => p.message).join('; ') : 'kubectl through the VIP not answering yet');
   }
 }
 
@@ -69,7 +77,8 @@ async function observeAll(opts: GateOptions, kubectl: boolean): Promise<HostObse
       const withKubectl = kubectl && opts.kubectlOn.includes(r.host);
       let res;
       try {
-        res = await r.run(observeScript(opts.spec, withKubectl), {
+        const probe = opts.health?.hosts.includes(r.host) ? opts.health.probes.get(r.host) : undefined;
+        res = await r.run(observeScript(opts.spec, withKubectl, probe), {
           label: `observe VIP${withKubectl ? ' + kubectl version' : ''}`,
           timeoutMs: OBSERVE_TIMEOUT_MS,
           ...(opts.signal ? { signal: opts.signal } : {}),
@@ -118,12 +127,16 @@ export async function waitForGate(opts: GateOptions): Promise<GatePassed> {
           obs = await observeAll(opts, true);
           verdict = judgePlacement(obs, opts.spec.vip, opts.expectedHolder, opts.expectedInterface);
         }
+        if (opts.requireHolder && verdict.ok && verdict.holder === '') {
+          verdict = { ok: false, kind: 'nobody', holders: [], message: `the VIP ${opts.spec.vip} is on no master` };
+        }
         const kubectlOk = opts.kubectlOn.every((h) => obs.find((o) => o.host === h)?.kubectl?.ok);
-        if (verdict.ok && kubectlOk) {
+        const health = verdict.ok && kubectlOk && opts.health ? judgeHealth(obs, verdict.holder, opts.health.hosts, opts.spec.vipPort) : [];
+        if (verdict.ok && kubectlOk && health.length === 0) {
           const sv = obs.find((o) => o.host === opts.host)?.kubectl?.serverVersion ?? obs.find((o) => o.kubectl?.serverVersion)?.kubectl?.serverVersion;
           return { holder: verdict.holder, elapsedMs: Date.now() - started, ...(sv ? { serverVersion: sv } : {}) };
         }
-        const notYet = new NotYet(verdict, obs);
+        const notYet = new NotYet(verdict, obs, health);
         const key = permanentAnswer(opts, verdict, obs);
         repeat = key === undefined ? undefined : { key, count: repeat?.key === key ? repeat.count + 1 : 1 };
         if (repeat && repeat.count >= PERMANENT_AFTER) throw new AbortError(notYet);
@@ -213,6 +226,17 @@ async function explain(opts: GateOptions, last: NotYet, elapsedMs: number, perma
       seen: jr ? `journalctl -u keepalived on ${expected}:\n${jr}` : undefined,
       hint,
       hosts: v.kind === 'wrong-host' ? [expected, ...v.holders.filter((h) => h !== expected)] : [expected],
+      holders,
+    });
+  }
+  if (last.health.length > 0) {
+    const hosts = [...new Set(last.health.map((p) => p.host))];
+    return new GateError(hosts[0]!, opts.gate, `${last.health.map((p) => p.message).join('; ')} (gave up after ${secs}s)`, {
+      seen: last.health.flatMap((p) => (p.seen ? [`--- ${p.host}:\n${p.seen}`] : [])).join('\n'),
+      hint:
+        'a master that cannot take the VIP over makes the next failure an outage: read the lines above (journalctl -u keepalived, haproxy\'s view of the backends), ' +
+        'fix that master (a FAULT names the failing track; a DOWN backend names its check status), then rerun',
+      hosts,
       holders,
     });
   }

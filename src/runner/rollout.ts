@@ -4,6 +4,7 @@ import { hostname, userInfo } from 'node:os';
 import { ConnectError, DeadlineError, GateError, HostKeyError, HostStepError, InterruptedError, KhaError, LockedError, ManyErrors } from '../errors.js';
 import { HostApplier } from '../apply.js';
 import { FactsParseError, factsScript, parseFacts } from '../facts.js';
+import { preflightReadyz, readyzProbeScript } from '../gates/preflight.js';
 import { waitForGate } from '../gates/wait.js';
 import { planHost, vipInterface } from '../plan.js';
 import type { Playbook } from '../playbook.js';
@@ -90,16 +91,21 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
   let error: unknown;
 
   /** The VIP must be on the primary (when it is in this run) and kubectl must answer through it on `kubectlOn`. */
-  const gate = async (role: 'primary' | 'backup' | 'final', id: string, host: string, kubectlOn: string[]) => {
+  /** kubectlOn: where kubectl through the VIP must answer; ready: masters that must be able to take over (their keepalived and haproxy run our configs). */
+  const gate = async (role: 'primary' | 'backup' | 'final', id: string, host: string, kubectlOn: string[], ready: string[]) => {
     const primary = states.get(spec.primary);
     const t = gateTiming(playbook, role);
+    const probes = new Map(all().map((s) => [s.spec.name, { address: s.spec.address, vipPort: spec.vipPort, monitorPort: spec.haproxyMonitorPort }]));
     try {
       const passed = await waitForGate({
         spec,
         gate: id,
         host,
         remotes: remotes(),
-        expectedHolder: primary ? spec.primary : undefined,
+        // Without preemption the VIP stays wherever it went: any one holder is right.
+        expectedHolder: primary && spec.vrrpPreempt !== false ? spec.primary : undefined,
+        requireHolder: spec.vrrpPreempt === false,
+        health: { hosts: ready, probes },
         expectedInterface: role !== 'backup' && primary?.facts ? vipInterface(primary.spec, primary.facts) : undefined,
         kubectlOn,
         vipFirst: role === 'primary',
@@ -170,6 +176,16 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     seen = { holders: factsHolders, at: 'facts' };
     checkAbort();
 
+    // haproxy will ask every apiserver's /readyz without credentials: refuse now if they would all be DOWN.
+    if (spec.haproxyHealthCheck === 'readyz') {
+      try {
+        preflightReadyz({ spec, answers: all().map((s) => ({ spec: s.spec, output: s.lock!.output })), emit });
+      } catch (err) {
+        if (err instanceof ManyErrors) for (const e of err.errors) if (e instanceof HostStepError) markFailure(states.get(e.host), e);
+        throw err;
+      }
+    }
+
     // Package installation dominates a first rollout and starts no service (policy-rc.d), so it runs
     // first, on every master in parallel; the playbook requires it to be the first step.
     const needPkgs = all().filter((s) => s.plan!.steps.some((st) => st.id === 'packages' && st.ops.length > 0));
@@ -214,12 +230,12 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
         checkAbort();
         changed = (await record(s, () => hostApplier.step(st))) === 'changed' || changed;
       }
-      if (changed) await gate(role, role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only', name, [name]);
+      if (changed) await gate(role, role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only', name, [name], order.slice(0, order.indexOf(name) + 1));
     }
 
     checkAbort();
     emit({ type: 'phase', phase: 'done', message: 'final check: VIP placement and kubectl through the VIP on every master' });
-    await gate('final', 'final-check', states.has(spec.primary) ? spec.primary : order[0]!, order);
+    await gate('final', 'final-check', states.has(spec.primary) ? spec.primary : order[0]!, order, order);
   } catch (err) {
     // After Ctrl-C a host failure is still reported as such; anything else (an aborted wait) is the interrupt.
     const onlyInterrupts = err instanceof InterruptedError || (err instanceof ManyErrors && err.errors.every((e) => e instanceof InterruptedError));
@@ -250,7 +266,9 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
 
   async function lockAndReadFacts(s: HostState): Promise<void> {
     const name = s.spec.name;
-    const script = lockScript(factsScript(spec, s.spec, playbook), owner(), { breakLock: opts.breakLock === true });
+    // The preflight's anonymous /readyz probe rides along with the facts: no extra command per master.
+    const probe = spec.haproxyHealthCheck === 'readyz' ? `\n{\n${readyzProbeScript(s.spec.address, spec.apiserverPort)}\n} </dev/null` : '';
+    const script = lockScript(`${factsScript(spec, s.spec, playbook)}${probe}`, owner(), { breakLock: opts.breakLock === true });
     let held;
     try {
       held = await s.remote!.hold(script, READY_MARK, { timeoutMs: FACTS_TIMEOUT_MS, ...signalOpt });

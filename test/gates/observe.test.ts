@@ -7,7 +7,9 @@ import {
   interfacesHolding,
   judgePlacement,
   observeScript,
+  judgeHealth,
   parseObservation,
+  parseStatsCsv,
   vipUrl,
 } from '../../src/gates/observe.js';
 import type { ClusterSpec } from '../../src/types.js';
@@ -126,5 +128,79 @@ describe('diagnosis', () => {
     );
     assert.match(d!.message, /virtual_router_id 51/);
     assert.equal(diagnoseKeepalivedJournal('Nov 29 (VI-kube-master) Entering BACKUP STATE', 51), undefined);
+  });
+});
+
+describe('the load-balancer path (health sections)', () => {
+  const HEADER =
+    '# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,';
+  const row = (px: string, sv: string, status: string, check: string) => `${px},${sv},0,0,0,0,,0,0,0,,0,,0,0,0,0,${status},1,1,0,0,0,10,0,,1,2,1,,0,,2,0,,0,${check},200,1,`;
+  const stats = [HEADER, row('monitor', 'FRONTEND', 'OPEN', ''), row('kube-master', 'FRONTEND', 'OPEN', ''), row('kube-master', 'master1', 'UP', 'L7OK'), row('kube-master', 'master2', 'DOWN', '* L7STS'), row('kube-master', 'master3', 'UP', 'L7OK'), row('kube-master', 'BACKEND', 'UP', '')];
+  const health = (o: { active?: string; log?: string[]; serve?: string; csv?: string[] | null }) =>
+    [
+      '@@KHA-VRRP',
+      `ActiveState=${o.active ?? 'active'}`,
+      'InvocationID=f9ce79500ebd4abcadb95a865fb19005',
+      '@@KHA-VRRP-LOG',
+      ...(o.log ?? ['(VI-kube-master) Entering BACKUP STATE (init)', '(VI-kube-master) Entering MASTER STATE']),
+      '@@KHA-SERVE',
+      o.serve ?? '200',
+      '@@KHA-STATS',
+      ...(o.csv === null ? [] : (o.csv ?? [HEADER, row('kube-master', 'master1', 'UP', 'L7OK')])),
+    ].join('\n');
+  const observe = (host: string, holds: boolean, h: Parameters<typeof health>[0]) =>
+    parseObservation(host, `@@KHA-OBSERVE\n${holds ? IP_WITH_VIP : '2: eth0    inet 172.16.86.12/24 brd 172.16.86.255 scope global eth0'}\n${health(h)}\n@@KHA-KUBECTL\nServer Version: v1.30.0\n@@KHA-RC=0\n`, spec.vip);
+
+  it('observeScript asks for the health sections only when given a probe, quoting the URLs', () => {
+    const s = observeScript(spec, true, { address: '172.16.86.11', vipPort: 8443, monitorPort: 8404 });
+    assert.match(s, /^# kha-deploy observe kubectl health\n/);
+    assert.ok(s.includes("'http://127.0.0.1:8404/stats;csv'"));
+    assert.ok(s.includes('https://172.16.86.11:8443/readyz'));
+    assert.doesNotMatch(observeScript(spec, true), /@@KHA-VRRP/);
+  });
+
+  it('parses haproxy CSV: only the apiserver proxy servers, with their check status', () => {
+    assert.deepEqual(parseStatsCsv(stats), [
+      { name: 'master1', status: 'UP', checkStatus: 'L7OK' },
+      { name: 'master2', status: 'DOWN', checkStatus: 'L7STS' },
+      { name: 'master3', status: 'UP', checkStatus: 'L7OK' },
+    ]);
+    assert.equal(parseStatsCsv(['curl: (7) Failed to connect']), undefined);
+  });
+
+  it('parses the VRRP state, the own-haproxy answer and the backends, and keeps the address part intact', () => {
+    const o = observe('master1', true, {});
+    assert.deepEqual(o.vipOn, ['eth0']);
+    assert.equal(o.kubectl?.serverVersion, 'v1.30.0');
+    assert.equal(o.health?.vrrpState, 'MASTER');
+    assert.equal(o.health?.serveCode, '200');
+    assert.deepEqual(o.health?.backends, [{ name: 'master1', status: 'UP', checkStatus: 'L7OK' }]);
+  });
+
+  it('judgeHealth: a healthy MASTER and BACKUP pass', () => {
+    const obs = [observe('master1', true, {}), observe('master2', false, { log: ['(VI-kube-master) Entering BACKUP STATE (init)'] })];
+    assert.deepEqual(judgeHealth(obs, 'master1', ['master1', 'master2'], 8443), []);
+  });
+
+  it('judgeHealth: FAULT names the failing track; a DOWN backend names its check; a silent own haproxy is named', () => {
+    const obs = [
+      observe('master1', true, { csv: stats }),
+      observe('master2', false, { log: ['(VI-kube-master) Entering BACKUP STATE (init)', 'VRRP_Script(chk_apiserver) failed (exited with status 7)', '(VI-kube-master) Entering FAULT STATE'], serve: '000' }),
+      observe('master3', false, { active: 'inactive', log: [] }),
+    ];
+    const problems = judgeHealth(obs, 'master1', ['master1', 'master2', 'master3'], 8443);
+    const text = problems.map((p) => `${p.host}: ${p.message}`).join('\n');
+    assert.match(text, /master1: haproxy on master1 sees master2 DOWN \(L7STS\)/);
+    assert.match(text, /master2: keepalived on master2 is in FAULT state \(VRRP_Script\(chk_apiserver\) failed \(exited with status 7\)\)/);
+    assert.match(text, /master2: master2's own haproxy does not serve: .*nothing answered/);
+    assert.match(text, /master3: keepalived is not running on master3 \(inactive\)/);
+    assert.deepEqual(judgeHealth(obs, 'master1', ['master1'], 8443).map((p) => p.host), ['master1'], 'only the hosts asked about');
+  });
+
+  it('judgeHealth: the holder must say MASTER, the others BACKUP', () => {
+    const wrong = [observe('master1', true, { log: ['(VI-kube-master) Entering BACKUP STATE (init)'] }), observe('master2', false, {})];
+    const text = judgeHealth(wrong, 'master1', ['master1', 'master2'], 8443).map((p) => p.message).join('\n');
+    assert.match(text, /master1 holds the VIP but keepalived there says BACKUP, not MASTER/);
+    assert.match(text, /keepalived on master2 says MASTER but master1 holds the VIP/);
   });
 });
