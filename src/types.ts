@@ -30,6 +30,34 @@ export interface ClusterSpec {
   virtualRouterId: number;
   advertInt: number;
   haproxyBalance: string;
+  /** How haproxy checks each apiserver: `readyz` (GET /readyz over TLS, expect 200) or `tcp` (a TCP connect). */
+  haproxyHealthCheck: 'readyz' | 'tcp';
+  /** Seconds between two health checks of one apiserver (haproxy `inter`). */
+  haproxyCheckInter: number;
+  /** Failed checks in a row that mark an apiserver DOWN (haproxy `fall`). */
+  haproxyCheckFall: number;
+  /** Passed checks in a row that mark an apiserver UP again (haproxy `rise`). */
+  haproxyCheckRise: number;
+  /**
+   * haproxy's monitor frontend, bound to 127.0.0.1 only: `/healthz` (200 while at least one apiserver
+   * is UP, else 503; keepalived's check), `/stats` (`/stats;csv` for machines), `/metrics` where
+   * haproxy has the Prometheus exporter.
+   */
+  haproxyMonitorPort: number;
+  /**
+   * false (vrrp_preempt=false): keepalived's `nopreempt`: a master that comes back does not take the
+   * VIP back from the healthy master holding it, so after a failover the VIP is on any one master,
+   * not necessarily the primary (gates then expect exactly one holder).
+   */
+  vrrpPreempt: boolean;
+  /** Seconds a returning higher-priority master waits before taking the VIP back (`preempt_delay`); 0 = none. */
+  vrrpPreemptDelay: number;
+  /**
+   * Weight of keepalived's check that the local haproxy can serve (negative): -(highest priority -
+   * lowest priority + 1), so a master whose check fails falls below every healthy master. The same on
+   * every master: when all fail the order does not change and the VIP stays. Computed by validation.
+   */
+  vrrpCheckWeight: number;
   kubeconfig: string;
   /** Optional VRRP PASS authentication; a secret: never printed. */
   vrrpAuthPass?: string;

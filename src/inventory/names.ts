@@ -12,8 +12,15 @@ export const CLUSTER_VARS = [
   'virtual_router_id',
   'advert_int',
   'haproxy_balance',
+  'haproxy_health_check',
+  'haproxy_check_inter',
+  'haproxy_check_fall',
+  'haproxy_check_rise',
+  'haproxy_monitor_port',
   'kubeconfig',
   'vrrp_auth_pass',
+  'vrrp_preempt',
+  'vrrp_preempt_delay',
 ] as const;
 
 /** May differ per master. */
@@ -52,10 +59,19 @@ export const DEFAULTS = {
   virtual_router_id: 51,
   advert_int: 1,
   haproxy_balance: 'roundrobin',
+  haproxy_health_check: 'readyz',
+  haproxy_check_inter: 2,
+  haproxy_check_fall: 3,
+  haproxy_check_rise: 2,
+  haproxy_monitor_port: 8404,
   kubeconfig: '/etc/kubernetes/admin.conf',
+  vrrp_preempt: true,
+  vrrp_preempt_delay: 0,
 } as const;
 
 export const BALANCE_ALGORITHMS = ['roundrobin', 'leastconn', 'static-rr', 'first', 'source'] as const;
+/** readyz: GET /readyz over TLS, expect 200 (an apiserver shutting down or not ready is taken out); tcp: a TCP connect only. */
+export const HEALTH_CHECKS = ['readyz', 'tcp'] as const;
 
 /** Real Ansible variables close in spelling to ours: never reported as typos. */
 const NOT_TYPOS = new Set([

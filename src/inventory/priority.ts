@@ -54,3 +54,19 @@ export function describePrimary(hosts: readonly Ranked[], defaulted: readonly st
   }
   return text;
 }
+
+/**
+ * The weight of keepalived's "the local load balancer can serve" check: -(highest - lowest + 1),
+ * identical on every master. A master whose check fails drops below the lowest priority, so the VIP
+ * leaves it for any healthy master; when every check fails (all apiservers down), every priority
+ * drops by the same amount, the order stays and the VIP stays where it is. That holds only while no
+ * lowered priority goes below 1 (keepalived clamps there): `tooLow` lists the masters that would.
+ */
+export function checkWeight<H extends Ranked>(hosts: readonly H[]): { weight: number; highest: H; tooLow: { host: H; failed: number }[] } {
+  const sorted = [...hosts].sort((a, b) => b.priority - a.priority);
+  const highest = sorted[0]!;
+  const lowest = sorted[sorted.length - 1]!;
+  const weight = -(highest.priority - lowest.priority + 1);
+  const tooLow = hosts.filter((h) => h.priority + weight < MIN_PRIORITY).map((host) => ({ host, failed: host.priority + weight }));
+  return { weight, highest, tooLow };
+}

@@ -26,13 +26,14 @@ import {
   CLUSTER_VARS,
   type ClusterVar,
   DEFAULTS,
+  HEALTH_CHECKS,
   type KnownVar,
   MASTER_GROUPS,
   canonicalName,
   suggestVariable,
 } from './names.js';
 import type { RawGroup, RawHost, RawInventory, RawVar } from './parse.js';
-import { MAX_PRIORITY, MIN_PRIORITY, assignPriorities, describePrimary, electionOrder } from './priority.js';
+import { MAX_PRIORITY, MIN_PRIORITY, assignPriorities, checkWeight, describePrimary, electionOrder } from './priority.js';
 
 export interface ValidateOptions {
   /** Expands ~/ in ansible_ssh_private_key_file; default os.homedir(). */
@@ -75,6 +76,7 @@ const KEEPALIVED_VARS: readonly string[] = ['vip', 'virtual_router_id', 'advert_
 
 function sameEverywhereReason(key: ClusterVar): string {
   if (KEEPALIVED_VARS.includes(key)) return "keepalived instances that disagree produce 'bogus VRRP packet'";
+  if (key === 'vrrp_preempt' || key === 'vrrp_preempt_delay') return 'every master must follow the same rule for taking the VIP back, or the VIP can move back and forth';
   if (key === 'kubeconfig') return 'it is one setting for the whole cluster';
   return "every master's haproxy must serve the VIP the same way";
 }
@@ -232,9 +234,26 @@ const CLUSTER_CHECKS: Record<ClusterVar, (value: string) => Bad | undefined> = {
   advert_int: (v) => badOf(parseInteger(v, 1, 255)),
   haproxy_balance: (v) =>
     (BALANCE_ALGORITHMS as readonly string[]).includes(v) ? undefined : { bad: `must be one of ${BALANCE_ALGORITHMS.join(', ')}, got ${show(v)}` },
+  haproxy_health_check: (v) =>
+    (HEALTH_CHECKS as readonly string[]).includes(v)
+      ? undefined
+      : { bad: `must be readyz (GET /readyz over TLS) or tcp (a TCP connect only), got ${show(v)}` },
+  haproxy_check_inter: (v) => seconds(v, 1, 3600, 2),
+  haproxy_check_fall: (v) => badOf(parseInteger(v, 1, 100)),
+  haproxy_check_rise: (v) => badOf(parseInteger(v, 1, 100)),
+  haproxy_monitor_port: (v) => badOf(parsePort(v)),
   kubeconfig: checkAbsolutePath,
   vrrp_auth_pass: checkAuthPass,
+  vrrp_preempt: (v) => badOf(parseBool(v)),
+  vrrp_preempt_delay: (v) => seconds(v, 0, 1000, 60),
 };
+
+/** A whole number of seconds; `2s` gets a hint instead of a bare refusal. */
+function seconds(v: string, min: number, max: number, example: number): Bad | undefined {
+  const bad = badOf(parseInteger(v, min, max));
+  if (bad && /^[0-9]+s$/.test(v)) return { bad: bad.bad, hint: `write the number of seconds without a unit, e.g. ${example}` };
+  return bad;
+}
 
 export function validateInventory(raw: RawInventory, opts: ValidateOptions = {}): ClusterSpec {
   const P = new Problems();
@@ -308,8 +327,35 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
   const virtualRouterId = int(cv.virtual_router_id, DEFAULTS.virtual_router_id);
   const advertInt = int(cv.advert_int, DEFAULTS.advert_int);
   const haproxyBalance = cv.haproxy_balance?.value ?? DEFAULTS.haproxy_balance;
+  const haproxyHealthCheck = (cv.haproxy_health_check?.value ?? DEFAULTS.haproxy_health_check) as ClusterSpec['haproxyHealthCheck'];
+  const haproxyCheckInter = int(cv.haproxy_check_inter, DEFAULTS.haproxy_check_inter);
+  const haproxyCheckFall = int(cv.haproxy_check_fall, DEFAULTS.haproxy_check_fall);
+  const haproxyCheckRise = int(cv.haproxy_check_rise, DEFAULTS.haproxy_check_rise);
+  const haproxyMonitorPort = int(cv.haproxy_monitor_port, DEFAULTS.haproxy_monitor_port);
+  for (const [other, port] of [['vip_port', vipPort], ['apiserver_port', apiserverPort]] as const) {
+    if (haproxyMonitorPort !== port) continue;
+    const src = cv.haproxy_monitor_port ?? cv[other]!;
+    P.add({
+      line: src.line,
+      variable: src.key,
+      message: `haproxy_monitor_port and ${other} are both ${port}: haproxy's monitor (127.0.0.1:${haproxyMonitorPort}) needs a port of its own on every master`,
+      hint: cv.haproxy_monitor_port ? `choose another haproxy_monitor_port, e.g. ${DEFAULTS.haproxy_monitor_port === port ? 8405 : DEFAULTS.haproxy_monitor_port}` : `set haproxy_monitor_port to a free port other than ${other}`,
+    });
+  }
   const kubeconfig = cv.kubeconfig?.value ?? DEFAULTS.kubeconfig;
   const vrrpAuthPass = cv.vrrp_auth_pass?.value;
+  const preemptBool = cv.vrrp_preempt ? parseBool(cv.vrrp_preempt.value) : DEFAULTS.vrrp_preempt;
+  const vrrpPreempt = isBad(preemptBool) ? DEFAULTS.vrrp_preempt : preemptBool;
+  const vrrpPreemptDelay = int(cv.vrrp_preempt_delay, DEFAULTS.vrrp_preempt_delay);
+  if (!vrrpPreempt && cv.vrrp_preempt_delay) {
+    // keepalived drops preempt_delay under nopreempt ("incompatible"): say so instead of writing a setting that does nothing.
+    P.add({
+      line: cv.vrrp_preempt_delay.line,
+      variable: cv.vrrp_preempt_delay.key,
+      message: `vrrp_preempt_delay=${cv.vrrp_preempt_delay.value} cannot be combined with vrrp_preempt=${cv.vrrp_preempt!.value} (line ${cv.vrrp_preempt!.line}): without preemption a returning master never takes the VIP back, so there is nothing to delay`,
+      hint: 'remove one: vrrp_preempt=false (the VIP stays where it is after a failover) or vrrp_preempt_delay=SECONDS (the primary takes it back after that delay)',
+    });
+  }
   if (vrrpAuthPass !== undefined && family === 6) {
     // An IPv6 VIP makes keepalived speak VRRPv3, which has no authentication: it refuses the config.
     P.add({
@@ -441,6 +487,22 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
 
   const priorities = assignPriorities(explicit);
   const full: HostSpec[] = hosts.map((h, i) => ({ ...h, priority: priorities[i]! }));
+  const weight = checkWeight(full);
+  for (const low of weight.tooLow) {
+    const i = full.indexOf(low.host);
+    const src = members[i]!.vars.get('priority');
+    const top = weight.highest;
+    P.add({
+      line: src?.line ?? low.host.line,
+      variable: 'priority',
+      message:
+        `${low.host.name}'s priority ${low.host.priority}${src ? '' : ' (a default)'} is too far below ${top.name}'s ${top.priority}: a master whose local ` +
+        `load balancer check fails loses ${-weight.weight} (highest minus lowest priority, plus 1, so that a failed primary falls below every healthy ` +
+        `backup), which leaves ${low.host.name} at ${low.failed}; keepalived needs at least ${MIN_PRIORITY}`,
+      hint: `keep the priorities closer together: the highest may be at most twice the lowest minus 2 (here: ${low.host.name} at least ${Math.ceil((top.priority + 2) / 2)}, or ${top.name} at most ${2 * low.host.priority - 2}); e.g. 150, 140, 130`,
+    });
+  }
+  if (P.list.length > 0) return fail();
   const order = electionOrder(full);
   const defaulted = full.filter((_, i) => explicit[i] === undefined).map((h) => h.name);
   return {
@@ -453,6 +515,14 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
     virtualRouterId,
     advertInt,
     haproxyBalance,
+    haproxyHealthCheck,
+    haproxyCheckInter,
+    haproxyCheckFall,
+    haproxyCheckRise,
+    haproxyMonitorPort,
+    vrrpPreempt,
+    vrrpPreemptDelay,
+    vrrpCheckWeight: weight.weight,
     kubeconfig,
     ...(vrrpAuthPass !== undefined ? { vrrpAuthPass } : {}),
     hosts: full,

@@ -33,6 +33,14 @@ describe('validateInventory: defaults', () => {
       virtualRouterId: 51,
       advertInt: 1,
       haproxyBalance: 'roundrobin',
+      haproxyHealthCheck: 'readyz',
+      haproxyCheckInter: 2,
+      haproxyCheckFall: 3,
+      haproxyCheckRise: 2,
+      haproxyMonitorPort: 8404,
+      vrrpPreempt: true,
+      vrrpPreemptDelay: 0,
+      vrrpCheckWeight: -11,
       kubeconfig: '/etc/kubernetes/admin.conf',
       hosts: [
         { name: 'master1', address: '10.86.13.32', port: 22, user: 'root', become: false, line: 2, priority: 150 },
@@ -59,6 +67,13 @@ describe('validateInventory: defaults', () => {
         'virtual_router_id=7',
         'advert_int=3',
         'haproxy_balance=leastconn',
+        'haproxy_health_check=tcp',
+        'haproxy_check_inter=5',
+        'haproxy_check_fall=4',
+        'haproxy_check_rise=6',
+        'haproxy_monitor_port=9404',
+        'vrrp_preempt=yes',
+        'vrrp_preempt_delay=120',
         'kubeconfig=/root/.kube/config',
         'vrrp_auth_pass=k8s-Ha1!'.replace('!', '_'),
         '[all:vars]',
@@ -80,6 +95,14 @@ describe('validateInventory: defaults', () => {
         virtualRouterId: 7,
         advertInt: 3,
         haproxyBalance: 'leastconn',
+        haproxyHealthCheck: 'tcp',
+        haproxyCheckInter: 5,
+        haproxyCheckFall: 4,
+        haproxyCheckRise: 6,
+        haproxyMonitorPort: 9404,
+        vrrpPreempt: true,
+        vrrpPreemptDelay: 120,
+        vrrpCheckWeight: -1,
         kubeconfig: '/root/.kube/config',
         vrrpAuthPass: 'k8s-Ha1_',
         hosts: [
@@ -246,6 +269,79 @@ describe('validateInventory: priorities, order and primary', () => {
   });
 });
 
+describe('validateInventory: failover settings', () => {
+  const three = (prio: [number | '', number | '', number | ''], vars = '') =>
+    `[masters]\n${prio.map((p, i) => `m${i + 1} ansible_host=10.0.0.${i + 1}${p === '' ? '' : ` priority=${p}`}`).join('\n')}\n[masters:vars]\nvip=10.0.0.9\n${vars}`;
+
+  it('the check weight puts a failed primary below the lowest backup, the same on every master', () => {
+    const s = spec(three([150, 140, 130]));
+    assert.equal(s.vrrpCheckWeight, -21);
+    assert.ok(150 + s.vrrpCheckWeight < 130, 'failed primary below the lowest healthy backup');
+    assert.ok(130 + s.vrrpCheckWeight >= 1, 'every failed priority stays valid');
+    assert.equal(spec(three([254, 140, 128])).vrrpCheckWeight, -127);
+    assert.equal(spec('[masters]\nm1 ansible_host=10.0.0.1 priority=2\n[masters:vars]\nvip=10.0.0.9\n').vrrpCheckWeight, -1);
+  });
+
+  it('refuses priorities so far apart that a failed master would go below 1, naming the values, with a hint', () => {
+    assert.deepEqual(problems(three([200, 140, 100])), [
+      {
+        line: 4,
+        variable: 'priority',
+        message:
+          "m3's priority 100 is too far below m1's 200: a master whose local load balancer check fails loses 101 (highest minus lowest priority, plus 1, " +
+          'so that a failed primary falls below every healthy backup), which leaves m3 at -1; keepalived needs at least 1',
+        hint: 'keep the priorities closer together: the highest may be at most twice the lowest minus 2 (here: m3 at least 101, or m1 at most 198); e.g. 150, 140, 130',
+      },
+    ]);
+    assert.equal(spec(three([198, 140, 100])).vrrpCheckWeight, -99, 'the bound of the hint is accepted');
+    assert.equal(problems('[masters]\nm1 ansible_host=10.0.0.1 priority=1\n[masters:vars]\nvip=10.0.0.9\n')[0]!.message.includes('leaves m1 at 0'), true);
+  });
+
+  it('names a defaulted priority as such, on the host line', () => {
+    const hosts = Array.from({ length: 9 }, (_, i) => `m${i + 1} ansible_host=10.0.0.${i + 1}`).join('\n');
+    const p = problems(`[masters]\n${hosts}\n[masters:vars]\nvip=10.0.0.99\n`);
+    assert.deepEqual(p.map((x) => [x.line, x.variable]), [[9, 'priority'], [10, 'priority']]);
+    assert.match(p[0]!.message, /^m8's priority 80 \(a default\) is too far below m1's 150: .* which leaves m8 at -1;/);
+    assert.match(p[1]!.message, /^m9's priority 70 \(a default\) is too far below m1's 150/);
+  });
+
+  it('vrrp_preempt=false: nopreempt, for the gates too (any one holder)', () => {
+    const s = spec(three([150, 140, 130], 'vrrp_preempt=false\n'));
+    assert.equal(s.vrrpPreempt, false);
+    assert.equal(s.vrrpPreemptDelay, 0);
+  });
+
+  it('refuses vrrp_preempt=false together with vrrp_preempt_delay', () => {
+    assert.deepEqual(problems(three([150, 140, 130], 'vrrp_preempt=false\nvrrp_preempt_delay=30\n')), [
+      {
+        line: 8,
+        variable: 'vrrp_preempt_delay',
+        message: 'vrrp_preempt_delay=30 cannot be combined with vrrp_preempt=false (line 7): without preemption a returning master never takes the VIP back, so there is nothing to delay',
+        hint: 'remove one: vrrp_preempt=false (the VIP stays where it is after a failover) or vrrp_preempt_delay=SECONDS (the primary takes it back after that delay)',
+      },
+    ]);
+  });
+
+  it('refuses haproxy_monitor_port equal to vip_port or apiserver_port', () => {
+    assert.deepEqual(
+      problems(three([150, 140, 130], 'haproxy_monitor_port=8443\n')).map((p) => [p.line, p.variable, p.message]),
+      [[7, 'haproxy_monitor_port', "haproxy_monitor_port and vip_port are both 8443: haproxy's monitor (127.0.0.1:8443) needs a port of its own on every master"]],
+    );
+    assert.match(problems(three([150, 140, 130], 'haproxy_monitor_port=6443\n'))[0]!.message, /haproxy_monitor_port and apiserver_port are both 6443/);
+    const moved = problems(three([150, 140, 130], 'vip_port=8404\n'));
+    assert.deepEqual(moved.map((p) => [p.line, p.variable]), [[7, 'vip_port']]);
+    assert.match(moved[0]!.hint!, /set haproxy_monitor_port to a free port other than vip_port/);
+  });
+
+  it('every new variable must be identical on all masters', () => {
+    for (const [k, v] of [['haproxy_health_check', 'tcp'], ['haproxy_check_inter', '5'], ['haproxy_check_fall', '5'], ['haproxy_check_rise', '5'], ['haproxy_monitor_port', '9404'], ['vrrp_preempt', 'false'], ['vrrp_preempt_delay', '10']]) {
+      const p = problems(`[masters]\nm1 ansible_host=10.0.0.1 ${k}=${v}\nm2 ansible_host=10.0.0.2\n[masters:vars]\nvip=10.0.0.9\n`);
+      assert.deepEqual(p.map((x) => [x.line, x.variable]), [[2, k]], k);
+      assert.match(p[0]!.message, new RegExp(`^${k} must be identical on all masters: .* \\(m1 has "${v}", m2 has the default `), k);
+    }
+  });
+});
+
 describe('typo suggestions', () => {
   it('suggests our variable for a near miss and leaves other tools alone', () => {
     assert.equal(editDistance('vip_prot', 'vip_port'), 1);
@@ -256,6 +352,13 @@ describe('typo suggestions', () => {
     assert.deepEqual(suggestVariable('kube_config'), ['kubeconfig']);
     assert.deepEqual(suggestVariable('vrrp_authpass'), ['vrrp_auth_pass']);
     assert.deepEqual(suggestVariable('ansible_hots'), ['ansible_host']);
+    assert.deepEqual(suggestVariable('haproxy_healthcheck'), ['haproxy_health_check']);
+    assert.deepEqual(suggestVariable('haproxy_check_intr'), ['haproxy_check_inter']);
+    assert.deepEqual(suggestVariable('haproxy_check_fal'), ['haproxy_check_fall']);
+    assert.deepEqual(suggestVariable('haproxy_check_raise'), ['haproxy_check_rise']);
+    assert.deepEqual(suggestVariable('haproxy_monitor_prot'), ['haproxy_monitor_port']);
+    assert.deepEqual(suggestVariable('vrrp_premept'), ['vrrp_preempt']);
+    assert.deepEqual(suggestVariable('vrrp_preempt_dealy'), ['vrrp_preempt_delay']);
     for (const other of ['ip', 'access_ip', 'etcd_data_dir', 'ansible_python_interpreter', 'CLUSTER_NAME', 'k8s_nodename', 'ansible_password', 'ansible_become_pass', 'bin_dir', 'vip', 'ansible_ssh_user'])
       assert.deepEqual(suggestVariable(other), [], other);
   });
