@@ -10,6 +10,8 @@ import type { ClusterSpec, HostFacts, HostSpec, InterfaceFacts, ManagedUnit, Pac
 export const STATE_DIR = '/var/lib/kha-deploy';
 export const FACTS_BEGIN = 'kha-facts 1';
 export const FACTS_END = 'kha-facts end';
+/** The curl keepalived's check script runs (playbooks/templates/keepalived.conf.tmpl); bin.curl reports this path only. */
+export const CURL_PATH = '/usr/bin/curl';
 
 /** The host printed something the facts parser does not understand: a report naming the host and the lines, never a stack trace. */
 export class FactsParseError extends Error {
@@ -69,11 +71,39 @@ export function factsScript(spec: ClusterSpec, _host: HostSpec, playbook: Playbo
     `  printf 'cmd.%s=%s\\n' "$kha_c" "$(command -v "$kha_c" 2>/dev/null || :)"`,
     'done',
     // root's PATH may lack /usr/sbin (e.g. plain `su`): look there too.
+    'kha_bk=; kha_bh=',
     'for kha_c in keepalived haproxy; do',
     '  kha_p=$(command -v "$kha_c" 2>/dev/null) || kha_p=',
     '  if [ -z "$kha_p" ]; then for kha_d in /usr/sbin /sbin /usr/local/sbin; do if [ -x "$kha_d/$kha_c" ]; then kha_p="$kha_d/$kha_c"; break; fi; done; fi',
     `  printf 'bin.%s=%s\\n' "$kha_c" "$kha_p"`,
+    '  if [ "$kha_c" = keepalived ]; then kha_bk=$kha_p; else kha_bh=$kha_p; fi',
     'done',
+    // keepalived's check runs this very path (see CURL_PATH): another curl elsewhere does not count.
+    `if [ -x ${q(CURL_PATH)} ]; then printf 'bin.curl=%s\\n' ${q(CURL_PATH)}; else printf '%s\\n' 'bin.curl='; fi`,
+    // "Keepalived v2.2.7 (01/16,2022)" (stderr on some versions); an epoch ("v1:1.3.9") is skipped.
+    `kha_v=; if [ -n "$kha_bk" ]; then kha_v=$("$kha_bk" --version 2>&1 | sed -n 's/^Keepalived v\\([0-9]*:\\)\\{0,1\\}\\([0-9][0-9]*\\.[0-9][0-9]*\\(\\.[0-9][0-9]*\\)\\{0,1\\}\\).*/\\2/p' | head -n 1) || kha_v=; fi`,
+    `printf 'keepalived.version=%s\\n' "$kha_v"`,
+    // "HAProxy version 2.6.12-1+deb12u1 2023/12/16 - https://haproxy.org/" ("HA-Proxy" before 1.9);
+    // the exporter shows as +PROMEX in the feature list (2.4+) or in "Available services" (2.0+).
+    'kha_v=; kha_x=',
+    'if [ -n "$kha_bh" ]; then',
+    '  kha_o=$("$kha_bh" -vv 2>&1) || :',
+    `  kha_v=$(printf '%s\\n' "$kha_o" | sed -n 's/^HA-\\{0,1\\}Proxy version \\([0-9][0-9]*\\.[0-9][0-9]*\\(\\.[0-9][0-9]*\\)\\{0,1\\}\\).*/\\1/p' | head -n 1) || kha_v=`,
+    `  if [ -n "$kha_o" ]; then if printf '%s\\n' "$kha_o" | grep -qF -e +PROMEX -e prometheus-exporter; then kha_x=yes; else kha_x=no; fi; fi`,
+    'fi',
+    `printf 'haproxy.version=%s\\nhaproxy.promex=%s\\n' "$kha_v" "$kha_x"`,
+    // vrrp_track_process needs the kernel's process events, which it sends only to the initial PID
+    // and user namespaces (fixed inode numbers 0xEFFFFFFC and 0xEFFFFFFD): not into a container.
+    'kha_np=$(readlink /proc/self/ns/pid 2>/dev/null) || kha_np=',
+    'kha_nu=$(readlink /proc/self/ns/user 2>/dev/null) || kha_nu=',
+    'case $kha_np in',
+    "  '') kha_e= ;;",
+    "  'pid:[4026531836]') case $kha_nu in '' | 'user:[4026531837]') kha_e=yes ;; *) kha_e=no ;; esac ;;",
+    '  *) kha_e=no ;;',
+    'esac',
+    'kha_f=$(uname -r 2>/dev/null) || kha_f=',
+    `kha_f=/boot/config-$kha_f; if [ "$kha_e" = yes ] && [ -r "$kha_f" ] && ! grep -q '^CONFIG_PROC_EVENTS=y' "$kha_f"; then kha_e=no; fi`,
+    `printf 'proc.events=%s\\n' "$kha_e"`,
     `for kha_f in ${managedPaths(playbook).map(q).join(' ')}; do`,
     // `?`: the file exists but could not be hashed (the parser refuses to guess).
     `  if [ -f "$kha_f" ]; then kha_h=$(sha256sum < "$kha_f" 2>/dev/null) || kha_h=; kha_h=\${kha_h%% *}; [ -n "$kha_h" ] || kha_h='?'; else kha_h=-; fi`,
@@ -112,6 +142,11 @@ const KEYS = new Set([
   'cmd.yum',
   'bin.keepalived',
   'bin.haproxy',
+  'bin.curl',
+  'keepalived.version',
+  'haproxy.version',
+  'haproxy.promex',
+  'proc.events',
   'applied.keepalived',
   'applied.haproxy',
   'rundir',
@@ -122,6 +157,19 @@ const KEYS = new Set([
 const OPTIONAL_KEYS = new Set(['os.id', 'os.id_like', 'pkg.interrupted']);
 const SECTIONS = new Set(['unit.keepalived', 'unit.haproxy', 'ip-addr', 'ip-route']);
 const SHA256 = /^[0-9a-f]{64}$/;
+
+/** A version the script extracted ("2.2.7", "1.5.18", "2.9"); anything else is unknown. */
+function version(v: string): string | null {
+  return /^[0-9]{1,4}(\.[0-9]{1,4}){1,2}$/.test(v) ? v : null;
+}
+
+/** yes / no / '' (unknown). */
+function tri(host: string, key: string, v: string): boolean | null {
+  if (v === 'yes') return true;
+  if (v === 'no') return false;
+  if (v === '') return null;
+  throw new FactsParseError(host, 'unexpected line', [`${key}=${v}`]);
+}
 
 /** os-release values may be quoted: ID="centos". */
 function unquote(v: string): string {
@@ -280,7 +328,11 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
     osId,
     osFamily: family,
     pkgManager: pickPackageManager(family, (c) => (kv.get(`cmd.${c}`) ?? '') !== ''),
-    installed: { keepalived: kv.get('bin.keepalived') !== '', haproxy: kv.get('bin.haproxy') !== '' },
+    installed: { keepalived: kv.get('bin.keepalived') !== '', haproxy: kv.get('bin.haproxy') !== '', curl: kv.get('bin.curl') !== '' },
+    keepalivedVersion: version(kv.get('keepalived.version')!),
+    haproxyVersion: version(kv.get('haproxy.version')!),
+    haproxyPromex: tri(host, 'haproxy.promex', kv.get('haproxy.promex')!),
+    procEvents: tri(host, 'proc.events', kv.get('proc.events')!),
     pkgInterrupted: kv.get('pkg.interrupted') === 'yes',
     files,
     applied: { keepalived: applied('keepalived'), haproxy: applied('haproxy') },

@@ -1,8 +1,8 @@
 // Package installation plans per package manager. Only missing packages are installed: apt-get
 // would otherwise upgrade (and restart) an installed one as a side effect.
-import { stepOf, type Playbook } from './playbook.js';
+import { PACKAGE_KEYS, stepOf, type Playbook } from './playbook.js';
 import { scriptTag, shellJoin } from './shell.js';
-import type { HostFacts, ManagedUnit, PackageManager, PlannedStep } from './types.js';
+import type { HostFacts, PackageKey, PackageManager, PlannedStep } from './types.js';
 
 const POLICY_RC = '/usr/sbin/policy-rc.d';
 
@@ -81,30 +81,38 @@ const SCRIPT: Record<PackageManager, { tool: string; script: (p: readonly string
   yum: { tool: 'yum', script: yumInstallScript },
 };
 
-/** The packages step: no op when keepalived and haproxy are both installed. Throws when there is no supported package manager. */
+/** "a", "a and b", "a, b and c". */
+function listWords(words: readonly string[]): string {
+  return words.length <= 1 ? words.join('') : `${words.slice(0, -1).join(', ')} and ${words[words.length - 1]}`;
+}
+
+/**
+ * The packages step: no op when keepalived, haproxy and curl are all installed. Throws when something
+ * is missing and there is no supported package manager.
+ */
 export function packagesStep(facts: HostFacts, playbook: Playbook): Omit<PlannedStep, 'timeoutMs'> {
   const { id, title } = stepOf(playbook, 'packages');
-  const missing = (['keepalived', 'haproxy'] as ManagedUnit[]).filter((u) => !facts.installed[u]);
+  const missing = PACKAGE_KEYS.filter((k) => !facts.installed[k]);
   // An interrupted install (Ctrl-C, a killed apt) can leave binaries in place but unconfigured: finish it.
   const repair = facts.pkgInterrupted && facts.pkgManager === 'apt';
   if (missing.length === 0 && !repair) return { id, title, ops: [], reason: '' };
   if (facts.pkgManager === null) {
     throw new Error(
       `no supported package manager (apt-get, dnf, yum) found on ${facts.host} (os: ${facts.osId || 'unknown'}); ` +
-        `install ${missing.join(' and ')} by hand, then rerun`,
+        `install ${listWords(missing)} by hand, then rerun`,
     );
   }
-  const units: ManagedUnit[] = missing.length > 0 ? missing : ['keepalived', 'haproxy'];
-  const pkgs = units.map((u) => playbook.packages[u]);
+  const keys: readonly PackageKey[] = missing.length > 0 ? missing : ['keepalived', 'haproxy'];
+  const pkgs = keys.map((k) => playbook.packages[k]);
   const pm = SCRIPT[facts.pkgManager];
   const reasons = [
     ...(repair ? ['dpkg reports an interrupted installation (finished first with dpkg --configure -a)'] : []),
-    ...(missing.length > 0 ? [`${missing.join(' and ')} ${missing.length === 1 ? 'is' : 'are'} not installed`] : []),
+    ...(missing.length > 0 ? [`${listWords(missing)} ${missing.length === 1 ? 'is' : 'are'} not installed`] : []),
   ];
   return {
     id,
     title,
-    ops: [{ op: 'run', script: pm.script(pkgs), description: `install ${pkgs.join(' and ')} with ${pm.tool}` }],
+    ops: [{ op: 'run', script: pm.script(pkgs), description: `install ${listWords(pkgs)} with ${pm.tool}` }],
     reason: reasons.join('; '),
   };
 }

@@ -87,8 +87,11 @@ export function planHost(spec: ClusterSpec, host: HostSpec, facts: HostFacts, pl
     const hash = sha256Hex(content);
     return { unit, path, content, hash, write: facts.files[path] !== hash };
   };
-  const haproxy = render('haproxy', renderHaproxy(spec, playbook));
-  const keepalived = render('keepalived', renderKeepalived(spec, host, iface, playbook));
+  // The host's keepalived and haproxy versions choose between config variants (track_process or a
+  // script, the Prometheus exporter, …): facts read before the packages are installed say 'unknown',
+  // the runner reads them again afterwards, so the configs written match what is installed.
+  const haproxy = render('haproxy', renderHaproxy(spec, playbook, facts));
+  const keepalived = render('keepalived', renderKeepalived(spec, host, iface, playbook, facts));
   const secrets = spec.vrrpAuthPass ? [spec.vrrpAuthPass] : [];
 
   const build: Record<StepId, () => StepBody> = {

@@ -5,14 +5,16 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './errors.js';
-import { checkTemplate, haproxyContext, keepalivedContext, tmpfilesContext } from './render.js';
-import type { ClusterSpec, ManagedUnit } from './types.js';
+import { checkTemplate, templateCheckContexts, tmpfilesContext } from './render.js';
+import type { ClusterSpec, PackageKey } from './types.js';
 
 export const STEP_IDS = ['packages', 'rundir', 'haproxy-config', 'keepalived-config', 'units'] as const;
 export type StepId = (typeof STEP_IDS)[number];
 export const FILE_KEYS = ['haproxy', 'keepalived', 'tmpfiles'] as const;
 export type FileKey = (typeof FILE_KEYS)[number];
 export const GATE_ROLES = ['primary', 'backup', 'final'] as const;
+/** Packages the packages step installs when missing (keepalived's check of the local haproxy runs curl). */
+export const PACKAGE_KEYS: readonly PackageKey[] = ['keepalived', 'haproxy', 'curl'];
 export type GateRole = (typeof GATE_ROLES)[number];
 
 export interface ManagedFile {
@@ -53,8 +55,8 @@ export interface Playbook {
   /** Where it came from (for messages). */
   file: string;
   name: string;
-  /** Package name per managed unit. */
-  packages: Record<ManagedUnit, string>;
+  /** Package name per managed unit, and curl's. */
+  packages: Record<PackageKey, string>;
   /** haproxy's runtime directory (stats socket). */
   runDir: string;
   /** Previous versions kept per managed file. */
@@ -175,11 +177,9 @@ export function parsePlaybook(text: string, dir: string, file = join(dir, 'playb
   }
   const top = p.obj(doc, 'top level', { required: ['name', 'packages', 'run_dir', 'backups', 'files', 'steps', 'gates'] });
 
-  const pk = p.obj(top.packages, 'packages', { required: ['keepalived', 'haproxy'] });
-  const packages = {
-    keepalived: p.str(pk.keepalived, 'packages.keepalived', PACKAGE, 'a package name'),
-    haproxy: p.str(pk.haproxy, 'packages.haproxy', PACKAGE, 'a package name'),
-  };
+  const pk = p.obj(top.packages, 'packages', { required: [...PACKAGE_KEYS] });
+  const packages = {} as Record<PackageKey, string>;
+  for (const key of PACKAGE_KEYS) packages[key] = p.str(pk[key], `packages.${key}`, PACKAGE, 'a package name');
   const runDir = p.str(top.run_dir, 'run_dir', ABS_PATH, 'an absolute path').replace(/\/+$/, '');
 
   const filesObj = p.obj(top.files, 'files', { required: [...FILE_KEYS] });
@@ -256,7 +256,7 @@ export function parsePlaybook(text: string, dir: string, file = join(dir, 'playb
   };
 
   // Unknown placeholders fail now, before any host is touched (also those in skipped blocks).
-  const sample = SAMPLE_SPEC.hosts[0]!;
+  const samples = templateCheckContexts(SAMPLE_SPEC, SAMPLE_SPEC.hosts[0]!, playbook);
   const check = (key: FileKey, ctx: ReturnType<typeof tmpfilesContext>) => {
     try {
       checkTemplate(files[key].templateText, ctx, files[key].template);
@@ -264,8 +264,8 @@ export function parsePlaybook(text: string, dir: string, file = join(dir, 'playb
       p.fail(`files.${key}.template`, (err as Error).message);
     }
   };
-  check('haproxy', haproxyContext(SAMPLE_SPEC, playbook));
-  check('keepalived', keepalivedContext(SAMPLE_SPEC, sample, 'eth0'));
+  check('haproxy', samples.haproxy);
+  check('keepalived', samples.keepalived);
   check('tmpfiles', tmpfilesContext(playbook));
   return playbook;
 }

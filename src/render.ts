@@ -10,7 +10,8 @@
 //                          when it is false / undefined / ''. Blocks do not nest.
 // Unknown names, malformed tags and values that could break out of their token throw.
 import { isIPv6 } from 'node:net';
-import type { ClusterSpec, HostSpec } from './types.js';
+import { CURL_PATH } from './facts.js';
+import type { ClusterSpec, HostFacts, HostSpec } from './types.js';
 
 /** What rendering needs from the playbook (declared here so that render and playbook do not import each other). */
 export interface RenderSource {
@@ -187,8 +188,47 @@ function hostPort(address: string): string {
   return isIPv6(address) ? `[${address}]` : address;
 }
 
-/** The values haproxy.cfg.tmpl may use; identical on every master. */
-export function haproxyContext(spec: ClusterSpec, playbook: Pick<RenderSource, 'runDir'>): TemplateContext {
+/** What rendering reads from one host's facts (HostFacts has them all). */
+export type RenderFacts = Pick<HostFacts, 'keepalivedVersion' | 'haproxyVersion' | 'haproxyPromex' | 'procEvents'>;
+
+/**
+ * Facts before the packages are installed (or not readable): render for current versions (the runner
+ * reads the facts again after installing, so the final plan sees the real ones), without the
+ * Prometheus exporter (an unknown haproxy may lack it, and a config using it would not load).
+ */
+export const UNKNOWN_RENDER_FACTS: RenderFacts = { keepalivedVersion: null, haproxyVersion: null, haproxyPromex: null, procEvents: null };
+
+/** Compares dotted versions numerically ("2.0.11" < "2.2.7"); a missing part counts as 0. */
+export function versionAtLeast(version: string, min: string): boolean {
+  const a = version.split('.').map(Number);
+  const b = min.split('.').map(Number);
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const x = a[i] ?? 0;
+    const y = b[i] ?? 0;
+    if (x !== y) return x > y;
+  }
+  return true;
+}
+
+/**
+ * keepalived watches haproxy with vrrp_track_process: keepalived >= 2.0.11 (unknown counts as new),
+ * and the kernel reports process events to it (not in a container with its own PID namespace: there
+ * keepalived would never see haproxy come or go after its start, and the polling script is used).
+ */
+export function tracksProcess(facts: RenderFacts): boolean {
+  return (facts.keepalivedVersion === null || versionAtLeast(facts.keepalivedVersion, '2.0.11')) && facts.procEvents !== false;
+}
+
+/** haproxy >= 1.8 (unknown counts as new) knows expose-fd listeners and hard-stop-after. */
+export function haproxySeamlessReload(facts: RenderFacts): boolean {
+  return facts.haproxyVersion === null || versionAtLeast(facts.haproxyVersion, '1.8');
+}
+
+/** The values haproxy.cfg.tmpl may use; identical on every master with the same haproxy build. */
+export function haproxyContext(spec: ClusterSpec, playbook: Pick<RenderSource, 'runDir'>, facts: RenderFacts): TemplateContext {
+  const servers = spec.hosts.map((h) => ({ name: h.name, address: hostPort(h.address) }));
+  const readyz = spec.haproxyHealthCheck === 'readyz';
+  const seamless = haproxySeamlessReload(facts);
   return {
     vip: spec.vip,
     vip_port: spec.vipPort,
@@ -197,16 +237,30 @@ export function haproxyContext(spec: ClusterSpec, playbook: Pick<RenderSource, '
     run_dir: playbook.runDir,
     ipv4: spec.family === 4,
     ipv6: spec.family === 6,
-    servers: spec.hosts.map((h) => ({ name: h.name, address: hostPort(h.address) })),
+    readyz,
+    // Blocks do not nest: one server list per check mode, the other one empty.
+    readyz_servers: readyz ? servers : [],
+    tcp_servers: readyz ? [] : servers,
+    check_inter: spec.haproxyCheckInter,
+    check_fall: spec.haproxyCheckFall,
+    check_rise: spec.haproxyCheckRise,
+    monitor_port: spec.haproxyMonitorPort,
+    seamless_reload: seamless,
+    legacy_reload: !seamless,
+    promex: facts.haproxyPromex === true,
   };
 }
 
-/** The values keepalived.conf.tmpl may use; per master (priority, interface). */
-export function keepalivedContext(spec: ClusterSpec, host: HostSpec, iface: string): TemplateContext {
+/** The values keepalived.conf.tmpl may use; per master (priority, interface) and keepalived build. */
+export function keepalivedContext(spec: ClusterSpec, host: HostSpec, iface: string, facts: RenderFacts): TemplateContext {
   // VRRPv3 (the only version for IPv6) has no authentication; keepalived 2.2.7 rejects the config.
   if (spec.family === 6 && spec.vrrpAuthPass) {
     throw new Error('vrrp_auth_pass cannot be used with an IPv6 VIP: VRRPv3 has no authentication');
   }
+  if (!Number.isSafeInteger(spec.vrrpCheckWeight) || spec.vrrpCheckWeight > -1 || spec.vrrpCheckWeight < -253) {
+    throw new Error(`the VRRP check weight ${spec.vrrpCheckWeight} is not from -253 to -1 (the inventory validation computes it)`);
+  }
+  const track = tracksProcess(facts);
   return {
     host_name: host.name,
     priority: host.priority,
@@ -216,6 +270,27 @@ export function keepalivedContext(spec: ClusterSpec, host: HostSpec, iface: stri
     vip: spec.vip,
     vip_prefix: spec.family === 6 ? 128 : 32,
     vrrp_auth_pass: spec.vrrpAuthPass,
+    track_process: track,
+    track_unit: !track,
+    check_weight: spec.vrrpCheckWeight,
+    check_loss: -spec.vrrpCheckWeight,
+    monitor_port: spec.haproxyMonitorPort,
+    curl: CURL_PATH,
+    nopreempt: !spec.vrrpPreempt,
+    preempt_delay: spec.vrrpPreempt && spec.vrrpPreemptDelay > 0 ? spec.vrrpPreemptDelay : undefined,
+  };
+}
+
+/**
+ * A context naming every value of both templates' variants (both server lists filled), so that
+ * checkTemplate can verify the lines of every block when the playbook loads.
+ */
+export function templateCheckContexts(spec: ClusterSpec, host: HostSpec, playbook: Pick<RenderSource, 'runDir'>): { haproxy: TemplateContext; keepalived: TemplateContext } {
+  const haproxy = haproxyContext(spec, playbook, UNKNOWN_RENDER_FACTS);
+  const servers = spec.hosts.map((h) => ({ name: h.name, address: hostPort(h.address) }));
+  return {
+    haproxy: { ...haproxy, readyz_servers: servers, tcp_servers: servers },
+    keepalived: keepalivedContext(spec, host, 'eth0', UNKNOWN_RENDER_FACTS),
   };
 }
 
@@ -223,14 +298,19 @@ export function tmpfilesContext(playbook: Pick<RenderSource, 'runDir'>): Templat
   return { run_dir: playbook.runDir };
 }
 
-export function renderHaproxy(spec: ClusterSpec, playbook: RenderSource): string {
+/**
+ * haproxy.cfg for one master: the same on every master whose haproxy has the same version and exporter.
+ * `facts` are the host's (HostFacts); left out, they count as unknown (UNKNOWN_RENDER_FACTS).
+ */
+export function renderHaproxy(spec: ClusterSpec, playbook: RenderSource, facts: RenderFacts = UNKNOWN_RENDER_FACTS): string {
   const f = playbook.files.haproxy;
-  return renderTemplate(f.templateText, haproxyContext(spec, playbook), f.template);
+  return renderTemplate(f.templateText, haproxyContext(spec, playbook, facts), f.template);
 }
 
-export function renderKeepalived(spec: ClusterSpec, host: HostSpec, iface: string, playbook: RenderSource): string {
+/** keepalived.conf for one master; `facts` as for renderHaproxy. */
+export function renderKeepalived(spec: ClusterSpec, host: HostSpec, iface: string, playbook: RenderSource, facts: RenderFacts = UNKNOWN_RENDER_FACTS): string {
   const f = playbook.files.keepalived;
-  return renderTemplate(f.templateText, keepalivedContext(spec, host, iface), f.template);
+  return renderTemplate(f.templateText, keepalivedContext(spec, host, iface, facts), f.template);
 }
 
 export function renderTmpfiles(playbook: RenderSource): string {

@@ -72,6 +72,8 @@ export interface ClusterSpec {
 
 export type PackageManager = 'apt' | 'dnf' | 'yum';
 export type ManagedUnit = 'keepalived' | 'haproxy';
+/** What the packages step installs when missing: the managed units, and curl (keepalived's check of the local haproxy). */
+export type PackageKey = ManagedUnit | 'curl';
 
 export interface UnitFacts {
   /** systemctl ActiveState: active, inactive, failed, activating, … ('' when the unit does not exist). */
@@ -93,7 +95,20 @@ export interface HostFacts {
   osId: string;
   osFamily: 'debian' | 'rhel' | 'unknown';
   pkgManager: PackageManager | null;
-  installed: Record<ManagedUnit, boolean>;
+  /** keepalived and haproxy: their binary is found; curl: /usr/bin/curl (the path keepalived's check runs) is executable. */
+  installed: Record<PackageKey, boolean>;
+  /** `keepalived --version` as major.minor.patch (e.g. "2.2.7"); null when not installed or not readable. */
+  keepalivedVersion: string | null;
+  /** `haproxy -vv`'s version as major.minor[.patch] (e.g. "2.6.12"); null when not installed or not readable. */
+  haproxyVersion: string | null;
+  /** `haproxy -vv` lists the Prometheus exporter (PROMEX); null when haproxy is not installed. */
+  haproxyPromex: boolean | null;
+  /**
+   * The kernel reports process events to this host's keepalived (vrrp_track_process needs them): false
+   * in a container (a PID or user namespace of its own: the kernel ignores the subscription) or on a
+   * kernel without CONFIG_PROC_EVENTS; null when unknown.
+   */
+  procEvents: boolean | null;
   /** dpkg reports packages left half-installed or unconfigured (an install that was stopped). */
   pkgInterrupted: boolean;
   /** sha256 of each managed file, null when absent. Keys are absolute paths. */

@@ -210,7 +210,7 @@ describe('the fake host model', () => {
     const r = await fc.session('master3').run('# kha-deploy packages dnf keepalived haproxy\ndnf install -y keepalived haproxy');
     assert.equal(r.code, 0);
     const after = parseFacts('master3', h.factsText(), fc.spec.vip);
-    assert.deepEqual(after.installed, { keepalived: true, haproxy: true });
+    assert.deepEqual(after.installed, { keepalived: true, haproxy: true, curl: true });
     assert.equal(after.units.haproxy.enabled, 'disabled');
     assert.equal(after.runDirExists, false);
     assert.equal(after.runDirPersistent, false);

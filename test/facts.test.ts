@@ -2,7 +2,9 @@
 // itself run by this machine's sh (Debian 12 without systemd).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FactsParseError, factsScript, parseFacts } from '../src/facts.js';
 import { loadPlaybook } from '../src/playbook.js';
@@ -24,7 +26,11 @@ describe('parseFacts on fixtures', () => {
       osId: 'debian',
       osFamily: 'debian',
       pkgManager: 'apt',
-      installed: { keepalived: false, haproxy: false },
+      installed: { keepalived: false, haproxy: false, curl: true },
+      keepalivedVersion: null,
+      haproxyVersion: null,
+      haproxyPromex: null,
+      procEvents: true,
       pkgInterrupted: false,
       files: NO_FILES,
       applied: { keepalived: null, haproxy: null },
@@ -43,7 +49,8 @@ describe('parseFacts on fixtures', () => {
 
   it('Debian 12 converged (backup: VIP elsewhere)', () => {
     const f = parseFacts('master2', fixture('debian12-converged.txt'), VIP);
-    assert.deepEqual(f.installed, { keepalived: true, haproxy: true });
+    assert.deepEqual(f.installed, { keepalived: true, haproxy: true, curl: true });
+    assert.deepEqual([f.keepalivedVersion, f.haproxyVersion, f.haproxyPromex, f.procEvents], ['2.2.7', '2.6.12', true, true]);
     assert.deepEqual(f.files, {
       '/etc/haproxy/haproxy.cfg': HAPROXY_SHA,
       '/etc/keepalived/keepalived.conf': KEEPALIVED_SHA,
@@ -74,7 +81,8 @@ describe('parseFacts on fixtures', () => {
     assert.equal(f.osId, 'centos');
     assert.equal(f.osFamily, 'rhel');
     assert.equal(f.pkgManager, 'yum');
-    assert.deepEqual(f.installed, { keepalived: true, haproxy: true });
+    assert.deepEqual(f.installed, { keepalived: true, haproxy: true, curl: true });
+    assert.deepEqual([f.keepalivedVersion, f.haproxyVersion, f.haproxyPromex], ['1.3.5', '1.5.18', false]);
     assert.deepEqual(f.units, {
       keepalived: { active: 'inactive', enabled: 'disabled', mainPid: 0 },
       haproxy: { active: 'failed', enabled: 'disabled', mainPid: 0 },
@@ -105,6 +113,7 @@ describe('parseFacts on fixtures', () => {
   it('container without systemd: empty unit sections mean nothing is known; several interfaces', () => {
     const f = parseFacts('master1', fixture('container-no-systemd.txt'), VIP);
     assert.deepEqual(f.units, { keepalived: NO_UNIT, haproxy: NO_UNIT });
+    assert.equal(f.procEvents, false, 'its own PID namespace: the kernel sends keepalived no process events');
     assert.deepEqual(
       f.interfaces.map((i) => i.name),
       ['lo', 'eth0', 'eth1'],
@@ -163,6 +172,14 @@ describe('parseFacts details', () => {
     assert.equal(parseFacts('m', base, VIP).pkgInterrupted, false);
   });
 
+  it('reads curl, the versions, PROMEX and process events; empty means unknown', () => {
+    const f = parseFacts('m', edit('haproxy.version=\n', 'haproxy.version=2.9\n').replace('bin.curl=/usr/bin/curl', 'bin.curl=').replace('proc.events=yes', 'proc.events=no'), VIP);
+    assert.deepEqual([f.installed.curl, f.haproxyVersion, f.procEvents], [false, '2.9', false]);
+    const none = parseFacts('m', base.replace('proc.events=yes', 'proc.events='), VIP);
+    assert.deepEqual([none.keepalivedVersion, none.haproxyVersion, none.haproxyPromex, none.procEvents], [null, null, null, null]);
+    assert.equal(parseFacts('m', edit('keepalived.version=\n', 'keepalived.version=v2\n'), VIP).keepalivedVersion, null, 'not a version: unknown');
+  });
+
   it('tolerates CRLF line ends and leading blank lines', () => {
     assert.deepEqual(parseFacts('m', `\n${base.replace(/\n/g, '\r\n')}`, VIP), parseFacts('m', base, VIP));
   });
@@ -181,6 +198,9 @@ describe('parseFacts details', () => {
     ['an unclosed section', base.replace('@end ip-route\n', ''), /section ip-route is not closed/],
     ['garbage in ip -o addr', base.replace('@end ip-addr', 'Device "x" does not exist.\n@end ip-addr'), /unexpected line in ip -o addr output: "Device/],
     ['garbage in systemctl show', base.replace('MainPID=0\n@end unit.haproxy', 'MainPID=0\nFailed to connect to bus\n@end unit.haproxy'), /systemctl show haproxy\.service output: "Failed to connect to bus"/],
+    ['an unknown PROMEX answer', base.replace('haproxy.promex=', 'haproxy.promex=maybe'), /unexpected line: "haproxy\.promex=maybe"/],
+    ['an unknown proc.events answer', base.replace('proc.events=yes', 'proc.events=1'), /unexpected line: "proc\.events=1"/],
+    ['a missing keepalived version key', base.replace('keepalived.version=\n', ''), /'keepalived\.version=' is missing/],
     ['a non-numeric MainPID', base.replace('MainPID=0\n@end unit.haproxy', 'MainPID=x\n@end unit.haproxy'), /MainPID is not a number/],
   ];
   for (const [what, text, re] of garbage) {
@@ -210,6 +230,60 @@ describe('factsScript', () => {
     assert.equal(f.host, 'local');
     assert.ok(f.interfaces.some((i) => i.name === 'lo' && i.addrs.includes('127.0.0.1/8')), JSON.stringify(f.interfaces));
     for (const p of Object.keys(NO_FILES)) assert.ok(p in f.files, p);
+  });
+
+  it('reads keepalived\'s and haproxy\'s versions and PROMEX from the binaries (stubs printing what the real ones print)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kha-facts-bin-'));
+    try {
+      const run = (keepalived: string, haproxy: string) => {
+        writeFileSync(join(dir, 'keepalived'), `#!/bin/sh\n[ "$1" = --version ] || exit 9\nprintf '%s\\n' ${JSON.stringify(keepalived)} >&2\n`, { mode: 0o755 });
+        writeFileSync(join(dir, 'haproxy'), `#!/bin/sh\n[ "$1" = -vv ] || exit 9\ncat <<'EOF'\n${haproxy}\nEOF\n`, { mode: 0o755 });
+        const out = execFileSync('sh', ['-eu', '-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+        const f = parseFacts('local', out, spec.vip);
+        return [f.keepalivedVersion, f.haproxyVersion, f.haproxyPromex];
+      };
+      const hv26 = 'HAProxy version 2.6.12-1+deb12u1 2023/12/16 - https://haproxy.org/\nFeature list : +EPOLL -KQUEUE +NETFILTER +PCRE2 +PROMEX -MEMORY_PROFILING\nAvailable services : prometheus-exporter';
+      assert.deepEqual(run('Keepalived v2.2.7 (01/16,2022)\n\nCopyright(C) 2001-2022 Alexandre Cassen', hv26), ['2.2.7', '2.6.12', true]);
+      assert.deepEqual(run('Keepalived v2.2.4 (08/21,2021)', hv26.replace('+PROMEX', '-PROMEX').replace('prometheus-exporter', 'none')), ['2.2.4', '2.6.12', false]);
+      // CentOS 7; an epoch before the version (seen in some builds).
+      assert.deepEqual(run('Keepalived v1.3.5 (03/19,2017), git commit v1.3.5-6-g6fa32f2', 'HA-Proxy version 1.5.18 2016/05/10\nCopyright 2000-2016 Willy Tarreau'), ['1.3.5', '1.5.18', false]);
+      assert.deepEqual(run('Keepalived v1:1.3.9 (10/21,2017)', 'HAProxy version 2.0.33 2023/07/25\nAvailable services :\n\tprometheus-exporter'), ['1.3.9', '2.0.33', true]);
+      assert.deepEqual(run('something else', 'nothing useful'), [null, null, false]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports process events from the namespaces: the initial ones (fixed inode numbers) or not', () => {
+    const events = (pidNs: string, userNs: string) => {
+      const s = script.replace('kha_np=$(readlink /proc/self/ns/pid 2>/dev/null) || kha_np=', `kha_np=${pidNs}`).replace('kha_nu=$(readlink /proc/self/ns/user 2>/dev/null) || kha_nu=', `kha_nu=${userNs}`).replace('/boot/config-', '/nonexistent/config-');
+      assert.notEqual(s, script);
+      return /^proc\.events=(.*)$/m.exec(execFileSync('sh', ['-eu', '-c', s], { encoding: 'utf8' }))![1];
+    };
+    assert.equal(events("'pid:[4026531836]'", "'user:[4026531837]'"), 'yes');
+    assert.equal(events("'pid:[4026532570]'", "'user:[4026531837]'"), 'no', 'a container: its own PID namespace');
+    assert.equal(events("'pid:[4026531836]'", "'user:[4026532001]'"), 'no', 'its own user namespace');
+    assert.equal(events("'pid:[4026531836]'", "''"), 'yes', 'a kernel without user namespaces');
+    assert.equal(events("''", "''"), '', 'unknown');
+  });
+
+  it('says no process events when the kernel config lacks CONFIG_PROC_EVENTS', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kha-facts-boot-'));
+    try {
+      const cfg = join(dir, 'config');
+      const s = script
+        .replace('kha_np=$(readlink /proc/self/ns/pid 2>/dev/null) || kha_np=', "kha_np='pid:[4026531836]'")
+        .replace('kha_nu=$(readlink /proc/self/ns/user 2>/dev/null) || kha_nu=', "kha_nu='user:[4026531837]'")
+        .replace('kha_f=/boot/config-$kha_f;', `kha_f=${cfg};`);
+      assert.notEqual(s, script);
+      const events = () => /^proc\.events=(.*)$/m.exec(execFileSync('sh', ['-eu', '-c', s], { encoding: 'utf8' }))![1];
+      writeFileSync(cfg, 'CONFIG_CONNECTOR=y\nCONFIG_PROC_EVENTS=y\n');
+      assert.equal(events(), 'yes');
+      writeFileSync(cfg, 'CONFIG_CONNECTOR=y\n# CONFIG_PROC_EVENTS is not set\n');
+      assert.equal(events(), 'no');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('finds a tmpfiles.d entry for the run dir, honouring masking by an earlier directory', () => {

@@ -8,7 +8,9 @@ import { describe, it } from 'node:test';
 import { aptInstallScript, packagesStep } from '../src/packages.js';
 import { loadPlaybook } from '../src/playbook.js';
 import type { HostFacts } from '../src/types.js';
-import { freshFacts } from './fixtures/facts/cluster.js';
+import { parseFacts } from '../src/facts.js';
+import { cluster, freshFacts } from './fixtures/facts/cluster.js';
+import { FakeCluster, fastPlaybook } from './helpers/fake-host.js';
 
 const playbook = loadPlaybook();
 const facts = (over: Partial<HostFacts>): HostFacts => ({ ...freshFacts(), ...over });
@@ -24,7 +26,7 @@ describe('packagesStep', () => {
   });
 
   it('dnf: only the missing package', () => {
-    assert.deepEqual(packagesStep(facts({ osId: 'rocky', osFamily: 'rhel', pkgManager: 'dnf', installed: { keepalived: true, haproxy: false } }), playbook), {
+    assert.deepEqual(packagesStep(facts({ osId: 'rocky', osFamily: 'rhel', pkgManager: 'dnf', installed: { keepalived: true, haproxy: false, curl: true } }), playbook), {
       id: 'packages',
       title: 'install keepalived and haproxy',
       ops: [{ op: 'run', script: '# kha-deploy packages dnf haproxy\ndnf install -y haproxy', description: 'install haproxy with dnf' }],
@@ -38,19 +40,30 @@ describe('packagesStep', () => {
   });
 
   it('an interrupted install on an apt host is finished even when both binaries are there', () => {
-    const step = packagesStep(facts({ installed: { keepalived: true, haproxy: true }, pkgInterrupted: true }), playbook);
+    const step = packagesStep(facts({ installed: { keepalived: true, haproxy: true, curl: true }, pkgInterrupted: true }), playbook);
     assert.equal(step.ops.length, 1);
     assert.match(step.reason, /dpkg reports an interrupted installation/);
     assert.match((step.ops[0] as { script: string }).script, /^# kha-deploy packages apt keepalived haproxy\n/);
   });
 
   it('nothing to do when both are installed, even without a package manager', () => {
-    assert.deepEqual(packagesStep(facts({ pkgManager: null, installed: { keepalived: true, haproxy: true } }), playbook), {
+    assert.deepEqual(packagesStep(facts({ pkgManager: null, installed: { keepalived: true, haproxy: true, curl: true } }), playbook), {
       id: 'packages',
       title: 'install keepalived and haproxy',
       ops: [],
       reason: '',
     });
+  });
+
+  it('curl (keepalived\'s check of the local haproxy) is installed when missing, alone or with the others', () => {
+    assert.deepEqual(packagesStep(facts({ installed: { keepalived: false, haproxy: false, curl: false } }), playbook).ops, [
+      { op: 'run', script: aptInstallScript(['keepalived', 'haproxy', 'curl']), description: 'install keepalived, haproxy and curl with apt-get' },
+    ]);
+    const only = packagesStep(facts({ pkgManager: 'dnf', installed: { keepalived: true, haproxy: true, curl: false } }), playbook);
+    assert.deepEqual(only.ops, [{ op: 'run', script: '# kha-deploy packages dnf curl\ndnf install -y curl', description: 'install curl with dnf' }]);
+    assert.equal(only.reason, 'curl is not installed');
+    assert.equal(packagesStep(facts({ installed: { keepalived: false, haproxy: false, curl: false } }), playbook).reason, 'keepalived, haproxy and curl are not installed');
+    assert.throws(() => packagesStep(facts({ pkgManager: null, installed: { keepalived: true, haproxy: false, curl: false } }), playbook), /install haproxy and curl by hand, then rerun$/);
   });
 
   it('no supported package manager → a clear error naming the host', () => {
@@ -61,9 +74,36 @@ describe('packagesStep', () => {
   });
 
   it('package names come from the playbook and are quoted', () => {
-    const pb = { ...playbook, packages: { keepalived: 'keepalived', haproxy: 'haproxy=2.6.*' } };
+    const pb = { ...playbook, packages: { keepalived: 'keepalived', haproxy: 'haproxy=2.6.*', curl: 'curl' } };
     const step = packagesStep(facts({ pkgManager: 'dnf' }), pb);
     assert.deepEqual(step.ops, [{ op: 'run', script: "# kha-deploy packages dnf keepalived haproxy=2.6.*\ndnf install -y keepalived 'haproxy=2.6.*'", description: 'install keepalived and haproxy=2.6.* with dnf' }]);
+  });
+});
+
+describe('packagesStep on the fake masters (test/helpers/fake-host.ts)', () => {
+  it('a master without curl gets it with the others; afterwards the facts report all three and the versions', async () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook(), { hosts: { master1: { curl: false, versions: { promex: true } } } });
+    const h = fc.host('master1');
+    const before = parseFacts('master1', h.factsText(), fc.spec.vip);
+    assert.deepEqual(before.installed, { keepalived: false, haproxy: false, curl: false });
+    assert.deepEqual([before.keepalivedVersion, before.haproxyVersion, before.haproxyPromex, before.procEvents], [null, null, null, true]);
+    const step = packagesStep(before, fc.playbook);
+    assert.deepEqual(step.ops.map((o) => (o.op === 'run' ? o.description : o.op)), ['install keepalived, haproxy and curl with apt-get']);
+    const op = step.ops[0]!;
+    assert.ok(op.op === 'run');
+    assert.equal((await fc.session('master1').run(op.script)).code, 0);
+    assert.deepEqual(h.tags(), ['packages apt keepalived haproxy curl']);
+    const after = parseFacts('master1', h.factsText(), fc.spec.vip);
+    assert.deepEqual(after.installed, { keepalived: true, haproxy: true, curl: true });
+    assert.deepEqual([after.keepalivedVersion, after.haproxyVersion, after.haproxyPromex], ['2.2.7', '2.6.12', true]);
+    assert.deepEqual(packagesStep(after, fc.playbook).ops, []);
+    fc.assertNoSurprises();
+  });
+
+  it('curl shipped with the OS is not installed again (the tags other tests expect stay the same)', () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook());
+    const step = packagesStep(parseFacts('master1', fc.host('master1').factsText(), fc.spec.vip), fc.playbook);
+    assert.deepEqual(step.ops.map((o) => (o.op === 'run' ? o.script.split('\n')[0] : o.op)), ['# kha-deploy packages apt keepalived haproxy']);
   });
 });
 

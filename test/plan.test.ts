@@ -9,21 +9,23 @@ import { loadPlaybook } from '../src/playbook.js';
 import { planHost, sha256Hex, vipInterface } from '../src/plan.js';
 import { renderHaproxy, renderKeepalived, renderTmpfiles } from '../src/render.js';
 import type { ClusterSpec, HostFacts, HostPlan, Operation } from '../src/types.js';
-import { cluster, freshFacts, host } from './fixtures/facts/cluster.js';
+import { parseFacts } from '../src/facts.js';
+import { DEBIAN12_VERSIONS, cluster, freshFacts, host } from './fixtures/facts/cluster.js';
+import { FakeCluster, fastPlaybook } from './helpers/fake-host.js';
 
 const playbook = loadPlaybook();
 const HA = '/etc/haproxy/haproxy.cfg';
 const KA = '/etc/keepalived/keepalived.conf';
 const TMPF = '/etc/tmpfiles.d/kha-deploy-haproxy.conf';
 
-/** master1 after a successful run: files as rendered, units active+enabled and having loaded them. */
+/** master1 after a successful run on Debian 12: files as rendered for its versions, units active+enabled and having loaded them. */
 function converged(spec: ClusterSpec, name = 'master1', iface = 'ens192'): HostFacts {
-  const f = freshFacts(name);
-  const ha = sha256Hex(renderHaproxy(spec, playbook));
-  const ka = sha256Hex(renderKeepalived(spec, host(spec, name), iface, playbook));
+  const f = { ...freshFacts(name), ...DEBIAN12_VERSIONS };
+  const ha = sha256Hex(renderHaproxy(spec, playbook, f));
+  const ka = sha256Hex(renderKeepalived(spec, host(spec, name), iface, playbook, f));
   return {
     ...f,
-    installed: { keepalived: true, haproxy: true },
+    installed: { keepalived: true, haproxy: true, curl: true },
     files: { [HA]: ha, [KA]: ka, [TMPF]: null },
     applied: { keepalived: ka, haproxy: ha },
     units: {
@@ -60,8 +62,8 @@ describe('planHost', () => {
         ['units', 'enable and start haproxy, then keepalived'],
       ],
     );
-    const haHash = sha256Hex(renderHaproxy(spec, playbook));
-    const kaHash = sha256Hex(renderKeepalived(spec, host(spec, 'master1'), 'ens192', playbook));
+    const haHash = sha256Hex(renderHaproxy(spec, playbook, freshFacts()));
+    const kaHash = sha256Hex(renderKeepalived(spec, host(spec, 'master1'), 'ens192', playbook, freshFacts()));
     assert.deepEqual(brief(ops(plan, 'packages')), [{ op: 'run', description: 'install keepalived and haproxy with apt-get' }]);
     assert.deepEqual(brief(ops(plan, 'rundir')), [
       { op: 'write-file', path: TMPF, content: sha256Hex(renderTmpfiles(playbook)), mode: '0644' },
@@ -111,12 +113,59 @@ describe('planHost', () => {
     );
   });
 
+  it('rerun idempotence with the versions in the facts: the same inventory and facts render byte-identical configs, nothing planned', () => {
+    const spec = cluster({ haproxyHealthCheck: 'tcp', vrrpPreemptDelay: 30 });
+    const facts = converged(spec);
+    const write = (f: HostFacts) => planHost(spec, host(spec, 'master1'), f, playbook).steps.flatMap((st) => st.ops);
+    assert.deepEqual(write(facts), []);
+    assert.deepEqual(write(structuredClone(facts)), [], 'a fresh copy of the same facts');
+    // The facts as the host prints them (fixture text with the hashes of this converged host).
+    const text = readFileSync(new URL('./fixtures/facts/debian12-converged.txt', import.meta.url), 'utf8')
+      .replaceAll('3f1c9f5a2b4d6e8f0a1c3e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9e1b3d5f', facts.files[HA]!)
+      .replaceAll('0d2a4c6e8f1b3d5a7c9e2f4b6d8a1c3e5f7b9d2a4c6e8f1b3d5a7c9e2f4b6d8a', facts.files[KA]!);
+    const parsed = parseFacts('master1', text, spec.vip);
+    assert.deepEqual([parsed.keepalivedVersion, parsed.haproxyVersion, parsed.haproxyPromex, parsed.procEvents], ['2.2.7', '2.6.12', true, true]);
+    assert.deepEqual(write({ ...parsed, files: { ...parsed.files, [TMPF]: null } }), []);
+  });
+
+  it('converged fake masters of different builds (exporter, container, old keepalived) plan nothing on a rerun', () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook(), {
+      hosts: { master2: { versions: { promex: true } }, master3: { procEvents: 'no', versions: { keepalived: '2.0.10' } } },
+    }).converge();
+    for (const h of fc.all()) {
+      const facts = parseFacts(h.name, h.factsText(), fc.spec.vip);
+      assert.deepEqual(planHost(fc.spec, h.spec, facts, fc.playbook).steps.flatMap((st) => st.ops), [], h.name);
+    }
+    const ha = (n: string) => fc.host(n).files.get(HA)!;
+    const ka = (n: string) => fc.host(n).files.get(KA)!;
+    assert.match(ha('master2'), /prometheus-exporter/);
+    assert.doesNotMatch(ha('master1'), /prometheus-exporter/);
+    assert.match(ka('master1'), /^vrrp_track_process /m);
+    assert.match(ka('master3'), /^vrrp_script chk_haproxy \{/m);
+  });
+
+  it('the configs follow the installed versions: an upgrade or a missing exporter rewrites them', () => {
+    const spec = cluster();
+    const facts = converged(spec);
+    const steps = (f: HostFacts) => planHost(spec, host(spec, 'master1'), f, playbook).steps.filter((st) => st.ops.length > 0).map((st) => st.id);
+    assert.deepEqual(steps({ ...facts, haproxyPromex: false }), ['haproxy-config', 'units']);
+    assert.deepEqual(steps({ ...facts, keepalivedVersion: '2.0.10' }), ['keepalived-config', 'units']);
+    assert.deepEqual(steps({ ...facts, procEvents: false }), ['keepalived-config', 'units']);
+    assert.deepEqual(steps({ ...facts, haproxyVersion: '2.8.3' }), [], 'a newer haproxy renders the same');
+    // Before the packages are installed the versions are unknown: the plan renders without the
+    // exporter; the runner plans again from the facts read after installing.
+    const before = planHost(spec, host(spec, 'master1'), freshFacts(), playbook);
+    const w = ops(before, 'haproxy-config')[0] as Extract<Operation, { op: 'write-file' }>;
+    assert.doesNotMatch(w.content, /prometheus-exporter/);
+    assert.match((ops(before, 'keepalived-config')[0] as Extract<Operation, { op: 'write-file' }>).content, /^vrrp_track_process /m);
+  });
+
   it('only haproxy_balance changed: haproxy.cfg written and haproxy reloaded, keepalived untouched', () => {
     const spec = cluster();
     const facts = converged(spec);
     const changed = cluster({ haproxyBalance: 'leastconn' });
     const plan = planHost(changed, host(changed, 'master1'), facts, playbook);
-    const newHash = sha256Hex(renderHaproxy(changed, playbook));
+    const newHash = sha256Hex(renderHaproxy(changed, playbook, facts));
     assert.deepEqual(
       plan.steps.map((s) => [s.id, s.ops.length]),
       [

@@ -25,7 +25,7 @@ describe('the packaged playbook', () => {
   it('declares the steps, packages, run dir and backups', () => {
     assert.equal(pb.name, 'master-ha');
     assert.deepEqual(pb.steps.map((s) => s.id), ['packages', 'rundir', 'haproxy-config', 'keepalived-config', 'units']);
-    assert.deepEqual(pb.packages, { keepalived: 'keepalived', haproxy: 'haproxy' });
+    assert.deepEqual(pb.packages, { keepalived: 'keepalived', haproxy: 'haproxy', curl: 'curl' });
     assert.equal(pb.runDir, '/run/haproxy');
     assert.equal(pb.backups, 5);
   });

@@ -4,9 +4,11 @@
 // nothing else of a script body except the applied hash a service script records. An unknown tag
 // is a test failure (recorded in `cluster.unexpected`, and the command rejects).
 //
-// Per host: files (with FILE.kha-backup-N backups), packages, units {active, enabled, mainPid,
-// loaded config}, interfaces. Per cluster: the VIP election (the highest `priority` among hosts
-// whose keepalived and haproxy are both active, read from the keepalived.conf keepalived LOADED).
+// Per host: files (with FILE.kha-backup-N backups), packages (curl ships with the OS unless
+// `curl: false`), the versions the facts report for keepalived and haproxy once installed (and
+// PROMEX, process events), units {active, enabled, mainPid, loaded config}, interfaces. Per
+// cluster: the VIP election (the highest `priority` among hosts whose keepalived and haproxy are
+// both active, read from the keepalived.conf keepalived LOADED).
 // Faults: connect failure, validator rejection, a unit that does not come up, kubectl answers,
 // forced split brain / nobody, a connection lost at the Nth command, a command that hangs.
 //
@@ -18,10 +20,11 @@
 //   fc.log                      // every command of every host, in the order they were sent
 import { isIPv6 } from 'node:net';
 import { ConnectError, DeadlineError, InterruptedError } from '../../src/errors.js';
-import { loadPlaybook, type Playbook } from '../../src/playbook.js';
+import { CURL_PATH, parseFacts } from '../../src/facts.js';
+import { PACKAGE_KEYS, loadPlaybook, type Playbook } from '../../src/playbook.js';
 import { sha256Hex } from '../../src/plan.js';
 import { renderHaproxy, renderKeepalived, renderTmpfiles } from '../../src/render.js';
-import type { ClusterSpec, HeldCommand, HoldOptions, HostSpec, InterfaceFacts, ManagedUnit, Remote, RemoteResult, RunOptions } from '../../src/types.js';
+import type { ClusterSpec, HeldCommand, HoldOptions, HostSpec, InterfaceFacts, ManagedUnit, PackageKey, Remote, RemoteResult, RunOptions } from '../../src/types.js';
 
 export const UNITS: ManagedUnit[] = ['keepalived', 'haproxy'];
 const STATE_DIR = '/var/lib/kha-deploy';
@@ -48,9 +51,24 @@ export function fastPlaybook(gate: { timeoutSeconds?: number; intervalSeconds?: 
 }
 
 export type OsName = 'debian' | 'rocky';
-const OS: Record<OsName, { release: string[]; manager: 'apt' | 'dnf'; cmds: Record<'apt-get' | 'dnf' | 'yum', string> }> = {
-  debian: { release: ['os.id=debian'], manager: 'apt', cmds: { 'apt-get': '/usr/bin/apt-get', dnf: '', yum: '' } },
-  rocky: { release: ['os.id="rocky"', 'os.id_like="rhel centos fedora"'], manager: 'dnf', cmds: { 'apt-get': '', dnf: '/usr/bin/dnf', yum: '/usr/bin/yum' } },
+/** What an installed keepalived/haproxy reports in the facts (keepalived --version, haproxy -vv). */
+export interface FakeVersions {
+  keepalived: string;
+  haproxy: string;
+  /** haproxy -vv lists PROMEX. */
+  promex: boolean;
+}
+// promex is false by default (Debian 12's real haproxy has it: pass `versions: { promex: true }`), so that
+// what a fake master runs equals renderHaproxy(spec, playbook) without facts; the keepalived and
+// haproxy versions render like unknown ones (vrrp_track_process, expose-fd, hard-stop-after).
+const OS: Record<OsName, { release: string[]; manager: 'apt' | 'dnf'; cmds: Record<'apt-get' | 'dnf' | 'yum', string>; versions: FakeVersions }> = {
+  debian: { release: ['os.id=debian'], manager: 'apt', cmds: { 'apt-get': '/usr/bin/apt-get', dnf: '', yum: '' }, versions: { keepalived: '2.2.7', haproxy: '2.6.12', promex: false } },
+  rocky: {
+    release: ['os.id="rocky"', 'os.id_like="rhel centos fedora"'],
+    manager: 'dnf',
+    cmds: { 'apt-get': '', dnf: '/usr/bin/dnf', yum: '/usr/bin/yum' },
+    versions: { keepalived: '2.2.8', haproxy: '2.4.22', promex: false },
+  },
 };
 
 /** What kubectl through the VIP answers on a host. 'auto': the model decides (VIP held by a host whose haproxy runs). */
@@ -105,6 +123,12 @@ interface HangFault {
 
 export interface FakeHostOptions {
   os?: OsName;
+  /** /usr/bin/curl ships with the OS image (default true); false: the packages step must install it. */
+  curl?: boolean;
+  /** Versions the facts report once the packages are installed (default: the OS's, see OS). */
+  versions?: Partial<FakeVersions>;
+  /** proc.events in the facts: 'yes' on a VM (default), 'no' in a container with its own PID namespace, '' unknown. */
+  procEvents?: 'yes' | 'no' | '';
   /** Interfaces with their addresses (CIDR); default: lo + ens192 with the host's address. */
   interfaces?: InterfaceFacts[];
   /** The interface of the route to the VIP (default: the first non-lo interface). */
@@ -119,6 +143,10 @@ export class FakeHost {
   readonly files = new Map<string, string>();
   readonly dirs = new Set<string>();
   readonly packages = new Set<string>();
+  /** curl came with the OS (not one of `packages`, which holds what was installed on top). */
+  curlPreinstalled: boolean;
+  versions: FakeVersions;
+  procEvents: 'yes' | 'no' | '';
   readonly units: Record<ManagedUnit, FakeUnit> = {
     keepalived: { active: 'inactive', enabled: '', mainPid: 0, loaded: null },
     haproxy: { active: 'inactive', enabled: '', mainPid: 0, loaded: null },
@@ -158,6 +186,9 @@ export class FakeHost {
   ) {
     this.name = spec.name;
     this.os = opts.os ?? 'debian';
+    this.curlPreinstalled = opts.curl ?? true;
+    this.versions = { ...OS[this.os].versions, ...opts.versions };
+    this.procEvents = opts.procEvents ?? 'yes';
     const v6 = isIPv6(spec.address);
     this.interfaces = opts.interfaces ?? [
       { name: 'lo', addrs: ['127.0.0.1/8', '::1/128'] },
@@ -236,8 +267,8 @@ export class FakeHost {
     return `${this.spec.user}@${a}:${this.spec.port}`;
   }
 
-  installed(unit: ManagedUnit): boolean {
-    return this.packages.has(this.cluster.playbook.packages[unit]);
+  installed(key: PackageKey): boolean {
+    return (key === 'curl' && this.curlPreinstalled) || this.packages.has(this.cluster.playbook.packages[key]);
   }
 
   /** Kinds of the commands sent, in order: ['lock', 'packages', 'facts', 'write', …]. */
@@ -285,6 +316,11 @@ export class FakeHost {
     const lines = ['kha-facts 1', ...os.release];
     for (const c of ['apt-get', 'dnf', 'yum'] as const) lines.push(`cmd.${c}=${os.cmds[c]}`);
     for (const u of UNITS) lines.push(`bin.${u}=${this.installed(u) ? `/usr/sbin/${u}` : ''}`);
+    lines.push(`bin.curl=${this.installed('curl') ? CURL_PATH : ''}`);
+    const v = this.versions;
+    lines.push(`keepalived.version=${this.installed('keepalived') ? v.keepalived : ''}`);
+    lines.push(`haproxy.version=${this.installed('haproxy') ? v.haproxy : ''}`, `haproxy.promex=${this.installed('haproxy') ? (v.promex ? 'yes' : 'no') : ''}`);
+    lines.push(`proc.events=${this.procEvents}`);
     for (const p of [pb.files.haproxy.path, pb.files.keepalived.path, pb.files.tmpfiles.path]) {
       const content = this.files.get(p);
       lines.push(`file ${content === undefined ? '-' : sha256Hex(content)} ${p}`);
@@ -389,9 +425,11 @@ export class FakeHost {
     if (this.packageFailure) return fail(this.packageFailure.code, this.packageFailure.stderr);
     const pb = this.cluster.playbook;
     for (const pkg of pkgs) {
-      const unit = UNITS.find((u) => pb.packages[u] === pkg);
-      if (!unit) throw new UnexpectedCommand(this.name, `package ${pkg} is not one the playbook manages`, c);
+      const key = PACKAGE_KEYS.find((k) => pb.packages[k] === pkg);
+      if (!key) throw new UnexpectedCommand(this.name, `package ${pkg} is not one the playbook manages`, c);
       this.packages.add(pkg);
+      if (key === 'curl') continue;
+      const unit: ManagedUnit = key;
       // Debian enables units on install (policy-rc.d keeps them stopped); RHEL leaves them disabled.
       this.units[unit] = { active: 'inactive', enabled: this.os === 'debian' ? 'enabled' : 'disabled', mainPid: 0, loaded: null };
       if (unit === 'haproxy') {
@@ -579,11 +617,13 @@ export class FakeHost {
   /** Bring this host to the converged state the playbook describes (packages, files, units, applied hashes). */
   converge(): this {
     const { spec, playbook } = this.cluster;
-    for (const u of UNITS) this.packages.add(playbook.packages[u]);
+    for (const k of PACKAGE_KEYS) if (!this.installed(k)) this.packages.add(playbook.packages[k]);
     this.dirs.add(playbook.runDir);
     const iface = this.spec.vipInterface ?? this.routeInterface;
-    const haproxy = renderHaproxy(spec, playbook);
-    const keepalived = renderKeepalived(spec, this.spec, iface, playbook);
+    // Rendered from this host's own facts (versions, exporter), as the planner does.
+    const facts = parseFacts(this.name, this.factsText(), spec.vip);
+    const haproxy = renderHaproxy(spec, playbook, facts);
+    const keepalived = renderKeepalived(spec, this.spec, iface, playbook, facts);
     this.files.set(playbook.files.haproxy.path, haproxy);
     this.files.set(playbook.files.keepalived.path, keepalived);
     this.files.set(playbook.files.tmpfiles.path, renderTmpfiles(playbook));
