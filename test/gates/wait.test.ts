@@ -188,4 +188,35 @@ describe('waitForGate on fake masters', () => {
     );
     assert.ok(Date.now() - t0 < 1000);
   });
+
+  describe('every master can take over (health)', () => {
+    const probes = new Map(ALL.map((n) => [n, { address: n, vipPort: 8443, monitorPort: 8404 }]));
+    it('passes when keepalived is MASTER/BACKUP, every own haproxy serves and every backend is UP; asks each master once', async () => {
+      const { fc, opts } = setup();
+      const passed = await waitForGate(opts({ health: { hosts: ALL, probes } }));
+      assert.equal(passed.holder, 'master1');
+      for (const n of ALL) assert.deepEqual(fc.host(n).tags(), ['observe kubectl health']);
+    });
+    it('a backup in FAULT fails the gate, naming the master and the failing track from its journal', async () => {
+      const { fc, opts } = setup();
+      fc.host('master3').vrrpFault = 'VRRP_Script(chk_haproxy_serving) failed (exited with status 22)';
+      const err = await gateFails(waitForGate(opts({ health: { hosts: ALL, probes } })));
+      assert.deepEqual(err.hosts, ['master3']);
+      assert.match(err.message, /keepalived on master3 is in FAULT state \(VRRP_Script\(chk_haproxy_serving\) failed \(exited with status 22\)\)/);
+      assert.match(err.seen ?? '', /--- master3:\n.*Entering FAULT STATE/s);
+    });
+    it('a backend DOWN in a master\'s haproxy is named with its check status', async () => {
+      const { fc, opts } = setup();
+      fc.host('master1').backendsDown = { master2: 'L7STS' };
+      const err = await gateFails(waitForGate(opts({ health: { hosts: ALL, probes } })));
+      assert.match(err.message, /haproxy on master1 sees master2 DOWN \(L7STS\)/);
+    });
+    it('only the masters asked about are judged (those not configured yet are skipped)', async () => {
+      const { fc, opts } = setup();
+      fc.host('master3').vrrpFault = 'Track process haproxy_running: quorum lost';
+      const passed = await waitForGate(opts({ health: { hosts: ['master1', 'master2'], probes } }));
+      assert.equal(passed.holder, 'master1');
+      assert.deepEqual(fc.host('master3').tags(), ['observe kubectl']);
+    });
+  });
 });

@@ -30,7 +30,7 @@ export const UNITS: ManagedUnit[] = ['keepalived', 'haproxy'];
 const STATE_DIR = '/var/lib/kha-deploy';
 const BACKUP_INFIX = '.kha-backup-';
 const TMPFILES_DIRS = ['/etc/tmpfiles.d', '/run/tmpfiles.d', '/usr/lib/tmpfiles.d'];
-export const KNOWN_KINDS = ['lock', 'facts', 'packages', 'rundir', 'write', 'service', 'rollback', 'observe', 'journal', 'neighbour', 'kill'] as const;
+export const KNOWN_KINDS = ['lock', 'facts', 'packages', 'rundir', 'write', 'service', 'rollback', 'observe', 'journal', 'neighbour', 'kill', 'preflight'] as const;
 export type CommandKind = (typeof KNOWN_KINDS)[number];
 
 export const SERVER_VERSION = 'v1.29.3';
@@ -165,6 +165,12 @@ export class FakeHost {
   lockReleases = 0;
   /** Another kha-deploy run holds the lock: its owner line (the lock command exits 75). */
   lockedBy: string | null = null;
+  /** HTTP status this host's apiserver gives an anonymous GET /readyz (the preflight probe). */
+  readyz = '200';
+  /** Forced keepalived VRRP FAULT on this host: the journal line that explains it (null: none). */
+  vrrpFault: string | null = null;
+  /** Backends this host's haproxy sees DOWN, with their check status (e.g. { master2: 'L7STS' }). */
+  backendsDown: Record<string, string> = {};
 
   // Faults
   connectError: Error | null = null;
@@ -543,6 +549,7 @@ export class FakeHost {
   private observe(c: FakeCommand): RemoteResult {
     const mode = c.args[0];
     if (mode !== 'addr' && mode !== 'kubectl') throw new UnexpectedCommand(this.name, `observe ${mode}: expected addr or kubectl`, c);
+    const health = c.args[1] === 'health';
     this.observations++;
     const hide = this.vipHiddenObservations > 0;
     if (hide) this.vipHiddenObservations--;
@@ -550,11 +557,39 @@ export class FakeHost {
     // A script that marks where its own output starts (past a chatty login shell) gets its marker.
     const mark = /^echo (@@KHA-[A-Z]+)$/m.exec(c.script.split('ip -o addr')[0] ?? '');
     if (mark) out = `${mark[1]}\n${out}`;
+    if (health) out += this.healthText();
     if (mode === 'kubectl') {
       const k = this.kubectlAnswer();
       out += `@@KHA-KUBECTL\n${k.output}\n@@KHA-RC=${k.rc}\n`;
     }
     return ok(out);
+  }
+
+  /** The health sections of an observation (see observeScript): keepalived's state, own haproxy, haproxy's view. */
+  private healthText(): string {
+    const k = this.units.keepalived;
+    const ha = this.units.haproxy;
+    const holds = this.cluster.placement().some((p) => p.host === this.name);
+    const log: string[] = [];
+    if (k.active === 'active') {
+      log.push('(VI-kube-master) Entering BACKUP STATE (init)');
+      if (this.vrrpFault !== null || ha.active !== 'active') log.push(this.vrrpFault ?? 'Track process haproxy_running: quorum lost', '(VI-kube-master) Entering FAULT STATE');
+      else if (holds) log.push('(VI-kube-master) Entering MASTER STATE');
+    }
+    const serving = ha.active === 'active' && ha.loaded !== null;
+    const servers = serving ? [...ha.loaded!.matchAll(/^\s*server (\S+) /gm)].map((m) => m[1]!) : [];
+    const header = '# pxname,svname,status,check_status,';
+    return [
+      '@@KHA-VRRP',
+      `ActiveState=${k.active}`,
+      '@@KHA-VRRP-LOG',
+      ...log,
+      '@@KHA-SERVE',
+      serving ? '200' : '000',
+      '@@KHA-STATS',
+      ...(serving ? [header, ...servers.map((n) => (this.backendsDown[n] ? `kube-master,${n},DOWN,* ${this.backendsDown[n]},` : `kube-master,${n},UP,L7OK,`))] : []),
+      '',
+    ].join('\n');
   }
 
   private kubectlAnswer(): { output: string; rc: number } {
@@ -589,7 +624,9 @@ export class FakeHost {
     }
     if (!c.script.includes('# kha-deploy facts')) throw new UnexpectedCommand(this.name, 'the lock script does not embed the facts script', c);
     this.lockHolder = by;
-    return { output: this.factsText() };
+    // The preflight's anonymous /readyz probe rides along with the facts when the runner asks for it.
+    const readyz = c.script.includes('# kha-deploy preflight readyz') ? `@@KHA-READYZ code=${this.readyz} tool=curl\n` : '';
+    return { output: this.factsText() + readyz };
   }
 
   /** Fault hooks the connection consults. */

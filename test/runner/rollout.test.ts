@@ -157,7 +157,7 @@ describe('runRollout: fresh masters', () => {
     const { result } = await rollout(fc);
     assert.equal(result.error, undefined);
     for (const n of ALL) {
-      assert.deepEqual(fc.log.slice(mark).filter((c) => c.host === n).map(tagOf), ['lock /run/lock', 'observe kubectl'], n);
+      assert.deepEqual(fc.log.slice(mark).filter((c) => c.host === n).map(tagOf), ['lock /run/lock', 'observe kubectl health'], n);
       const r = recapOf(result, n);
       assert.equal(r.commands, 2);
       assert.equal(r.changed, 0);
@@ -457,5 +457,26 @@ describe('runRollout: the recap for each failure', () => {
     assert.ok(result.error instanceof GateError);
     assert.deepEqual(result.recap.map((r) => [r.host, r.failed]), [['master1', 0], ['master2', 0], ['master3', 1]]);
     assert.deepEqual(result.vipHolders, ['master1']);
+  });
+
+  it('preflight: an apiserver refusing anonymous /readyz (401) stops the run before any change, naming both ways out', async () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook());
+    fc.host('master2').readyz = '401';
+    const before = ALL.map((n) => fc.host(n).snapshot());
+    const { result } = await rollout(fc);
+    assert.ok(result.error instanceof ManyErrors, String(result.error));
+    assert.match(result.error.message, /refuse anonymous \/readyz: no host was changed/);
+    assert.match(result.error.errors[0]!.hint ?? '', /haproxy_health_check=tcp/);
+    assert.deepEqual(ALL.map((n) => fc.host(n).snapshot()), before);
+    assert.deepEqual(ALL.map((n) => fc.host(n).kinds()), [['lock'], ['lock'], ['lock']], 'the probe rides with the facts: no other command');
+    assert.deepEqual(result.recap.map((r) => [r.host, r.failed]), [['master1', 0], ['master2', 1], ['master3', 0]]);
+  });
+
+  it('preflight: with haproxy_health_check=tcp nothing asks /readyz, and a 401 does not matter', async () => {
+    const fc = new FakeCluster({ ...cluster(), haproxyHealthCheck: 'tcp' }, fastPlaybook());
+    fc.host('master2').readyz = '401';
+    const { result } = await rollout(fc);
+    assert.equal(result.error, undefined, String(result.error));
+    assert.ok(fc.host('master2').commands.every((c) => !c.script.includes('preflight')));
   });
 });
