@@ -104,6 +104,8 @@ export function factsScript(spec: ClusterSpec, _host: HostSpec, playbook: Playbo
     'kha_f=$(uname -r 2>/dev/null) || kha_f=',
     `kha_f=/boot/config-$kha_f; if [ "$kha_e" = yes ] && [ -r "$kha_f" ] && ! grep -q '^CONFIG_PROC_EVENTS=y' "$kha_f"; then kha_e=no; fi`,
     `printf 'proc.events=%s\\n' "$kha_e"`,
+    // Whether the config on disk already has the serving check: keepalived < 2.2.5 must not get it by reload.
+    `if [ -f ${q(playbook.files.keepalived.path)} ]; then if grep -q chk_haproxy_serving ${q(playbook.files.keepalived.path)} 2>/dev/null; then echo keepalived.serving_check=yes; else echo keepalived.serving_check=no; fi; fi`,
     `for kha_f in ${managedPaths(playbook).map(q).join(' ')}; do`,
     // `?`: the file exists but could not be hashed (the parser refuses to guess).
     `  if [ -f "$kha_f" ]; then kha_h=$(sha256sum < "$kha_f" 2>/dev/null) || kha_h=; kha_h=\${kha_h%% *}; [ -n "$kha_h" ] || kha_h='?'; else kha_h=-; fi`,
@@ -152,9 +154,10 @@ const KEYS = new Set([
   'rundir',
   'rundir.tmpfiles',
   'pkg.interrupted',
+  'keepalived.serving_check',
 ]);
 /** Keys a host may leave out (the fact does not apply there). */
-const OPTIONAL_KEYS = new Set(['os.id', 'os.id_like', 'pkg.interrupted']);
+const OPTIONAL_KEYS = new Set(['os.id', 'os.id_like', 'pkg.interrupted', 'keepalived.serving_check']);
 const SECTIONS = new Set(['unit.keepalived', 'unit.haproxy', 'ip-addr', 'ip-route']);
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -330,6 +333,7 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
     pkgManager: pickPackageManager(family, (c) => (kv.get(`cmd.${c}`) ?? '') !== ''),
     installed: { keepalived: kv.get('bin.keepalived') !== '', haproxy: kv.get('bin.haproxy') !== '', curl: kv.get('bin.curl') !== '' },
     keepalivedVersion: version(kv.get('keepalived.version')!),
+    keepalivedServingCheck: kv.has('keepalived.serving_check') ? kv.get('keepalived.serving_check') === 'yes' : null,
     haproxyVersion: version(kv.get('haproxy.version')!),
     haproxyPromex: tri(host, 'haproxy.promex', kv.get('haproxy.promex')!),
     procEvents: tri(host, 'proc.events', kv.get('proc.events')!),

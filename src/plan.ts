@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { packagesStep } from './packages.js';
 import { stepOf, type Playbook, type StepId } from './playbook.js';
-import { renderHaproxy, renderKeepalived, renderTmpfiles } from './render.js';
+import { renderHaproxy, renderKeepalived, renderTmpfiles, servingCheckDeferred } from './render.js';
 import { scriptTag, shellQuote } from './shell.js';
 import type { ClusterSpec, HostFacts, HostPlan, HostSpec, ManagedUnit, Operation, PlannedStep } from './types.js';
 
@@ -125,5 +125,12 @@ export function planHost(spec: ClusterSpec, host: HostSpec, facts: HostFacts, pl
       return { id: step.id, title: step.title, ops: [...h.ops, ...k.ops], reason: [...h.reasons, ...k.reasons].join('; ') };
     },
   };
-  return { host: host.name, steps: playbook.steps.map((s) => ({ ...build[s.id](), timeoutMs: s.timeoutSeconds * 1000 })) };
+  const warnings = servingCheckDeferred(facts)
+    ? [
+        `keepalived ${facts.keepalivedVersion} on ${host.name} predates 2.2.5: adding the haproxy serving check by reload would drop the VIP there ` +
+          `(a script added by reload starts failed), so it is left out while this keepalived runs. To add it: stop keepalived on ${host.name} ` +
+          `(the VIP moves to another master) and rerun kha-deploy, which starts it with the check`,
+      ]
+    : [];
+  return { host: host.name, steps: playbook.steps.map((s) => ({ ...build[s.id](), timeoutMs: s.timeoutSeconds * 1000 })), warnings };
 }

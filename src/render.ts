@@ -189,7 +189,8 @@ function hostPort(address: string): string {
 }
 
 /** What rendering reads from one host's facts (HostFacts has them all). */
-export type RenderFacts = Pick<HostFacts, 'keepalivedVersion' | 'haproxyVersion' | 'haproxyPromex' | 'procEvents'>;
+export type RenderFacts = Pick<HostFacts, 'keepalivedVersion' | 'haproxyVersion' | 'haproxyPromex' | 'procEvents'> &
+  Partial<Pick<HostFacts, 'keepalivedServingCheck' | 'units'>>;
 
 /**
  * Facts before the packages are installed (or not readable): render for current versions (the runner
@@ -217,6 +218,20 @@ export function versionAtLeast(version: string, min: string): boolean {
  */
 export function tracksProcess(facts: RenderFacts): boolean {
   return (facts.keepalivedVersion === null || versionAtLeast(facts.keepalivedVersion, '2.0.11')) && facts.procEvents !== false;
+}
+
+/**
+ * keepalived < 2.2.5 starts a vrrp_script that a reload adds as failed (fixed upstream in PR #2037): on the
+ * VIP holder that drops the VIP until the script first passes. So while such a keepalived runs a config
+ * without the serving check, the check is not added by reload: it comes with the next start.
+ */
+export function servingCheckDeferred(facts: RenderFacts): boolean {
+  return (
+    facts.keepalivedVersion !== null &&
+    !versionAtLeast(facts.keepalivedVersion, '2.2.5') &&
+    facts.units?.keepalived.active === 'active' &&
+    facts.keepalivedServingCheck === false
+  );
 }
 
 /** haproxy >= 1.8 (unknown counts as new) knows expose-fd listeners and hard-stop-after. */
@@ -261,6 +276,7 @@ export function keepalivedContext(spec: ClusterSpec, host: HostSpec, iface: stri
     throw new Error(`the VRRP check weight ${spec.vrrpCheckWeight} is not from -253 to -1 (the inventory validation computes it)`);
   }
   const track = tracksProcess(facts);
+  const serving = !servingCheckDeferred(facts);
   return {
     host_name: host.name,
     priority: host.priority,
@@ -272,6 +288,9 @@ export function keepalivedContext(spec: ClusterSpec, host: HostSpec, iface: stri
     vrrp_auth_pass: spec.vrrpAuthPass,
     track_process: track,
     track_unit: !track,
+    serving_check: serving,
+    track_scripts: [...(track ? [] : [{ name: 'chk_haproxy' }]), ...(serving ? [{ name: 'chk_haproxy_serving' }] : [])],
+    any_track_script: !track || serving,
     check_weight: spec.vrrpCheckWeight,
     check_loss: -spec.vrrpCheckWeight,
     monitor_port: spec.haproxyMonitorPort,

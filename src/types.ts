@@ -99,6 +99,8 @@ export interface HostFacts {
   installed: Record<PackageKey, boolean>;
   /** `keepalived --version` as major.minor.patch (e.g. "2.2.7"); null when not installed or not readable. */
   keepalivedVersion: string | null;
+  /** The keepalived.conf on the host has kha-deploy's serving check (chk_haproxy_serving); null when there is no file. */
+  keepalivedServingCheck: boolean | null;
   /** `haproxy -vv`'s version as major.minor[.patch] (e.g. "2.6.12"); null when not installed or not readable. */
   haproxyVersion: string | null;
   /** `haproxy -vv` lists the Prometheus exporter (PROMEX); null when haproxy is not installed. */
@@ -166,6 +168,8 @@ export interface PlannedStep {
 export interface HostPlan {
   host: string;
   steps: PlannedStep[];
+  /** What the operator should know about this plan (shown once, when the master's turn comes). */
+  warnings: string[];
 }
 
 export interface HostRecap {

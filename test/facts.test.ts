@@ -28,6 +28,7 @@ describe('parseFacts on fixtures', () => {
       pkgManager: 'apt',
       installed: { keepalived: false, haproxy: false, curl: true },
       keepalivedVersion: null,
+      keepalivedServingCheck: null,
       haproxyVersion: null,
       haproxyPromex: null,
       procEvents: true,
@@ -178,6 +179,12 @@ describe('parseFacts details', () => {
     const none = parseFacts('m', base.replace('proc.events=yes', 'proc.events='), VIP);
     assert.deepEqual([none.keepalivedVersion, none.haproxyVersion, none.haproxyPromex, none.procEvents], [null, null, null, null]);
     assert.equal(parseFacts('m', edit('keepalived.version=\n', 'keepalived.version=v2\n'), VIP).keepalivedVersion, null, 'not a version: unknown');
+  });
+
+  it('reads keepalived.serving_check (absent: no keepalived.conf)', () => {
+    assert.equal(parseFacts('m', base.replace('rundir=no', 'rundir=no\nkeepalived.serving_check=no'), VIP).keepalivedServingCheck, false);
+    assert.equal(parseFacts('m', base.replace('rundir=no', 'rundir=no\nkeepalived.serving_check=yes'), VIP).keepalivedServingCheck, true);
+    assert.equal(parseFacts('m', base, VIP).keepalivedServingCheck, null);
   });
 
   it('tolerates CRLF line ends and leading blank lines', () => {

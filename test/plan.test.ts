@@ -47,6 +47,30 @@ const reason = (plan: HostPlan, id: string): string => plan.steps.find((s) => s.
 /** Ops without the (long) file contents, for readable exact comparisons. */
 const brief = (list: Operation[]) => list.map((o) => (o.op === 'write-file' ? { ...o, content: sha256Hex(o.content) } : o.op === 'run' ? { op: 'run', description: o.description } : o));
 
+describe('planHost on keepalived < 2.2.5', () => {
+  it('a running keepalived 2.2.4 without the serving check: the new config leaves it out, the plan warns how to add it, and a rerun plans nothing', () => {
+    const spec = cluster();
+    const old = { ...converged(spec), keepalivedVersion: '2.2.4', keepalivedServingCheck: false };
+    // The config on disk is an older kha-deploy's: no serving check, a different hash.
+    const first = planHost(spec, host(spec, 'master1'), { ...old, files: { ...old.files, [KA]: 'f'.repeat(64) } }, playbook);
+    const write = ops(first, 'keepalived-config')[0] as Extract<Operation, { op: 'write-file' }>;
+    assert.doesNotMatch(write.content, /chk_haproxy_serving/);
+    assert.match(first.warnings.join('\n'), /keepalived 2\.2\.4 on master1 predates 2\.2\.5: .* stop keepalived on master1/);
+    const hash = sha256Hex(write.content);
+    const again = planHost(spec, host(spec, 'master1'), { ...old, files: { ...old.files, [KA]: hash }, applied: { ...old.applied, keepalived: hash } }, playbook);
+    assert.deepEqual(ops(again, 'keepalived-config'), []);
+    assert.deepEqual(ops(again, 'units'), []);
+  });
+  it('stopped (the next start loads the check from the beginning): the check is rendered and nothing is said', () => {
+    const spec = cluster();
+    const stopped = { ...converged(spec), keepalivedVersion: '2.2.4', keepalivedServingCheck: false };
+    stopped.units = { ...stopped.units, keepalived: { active: 'inactive', enabled: 'enabled', mainPid: 0 } };
+    const plan = planHost(spec, host(spec, 'master1'), { ...stopped, files: { ...stopped.files, [KA]: 'f'.repeat(64) } }, playbook);
+    assert.match((ops(plan, 'keepalived-config')[0] as Extract<Operation, { op: 'write-file' }>).content, /chk_haproxy_serving/);
+    assert.deepEqual(plan.warnings, []);
+  });
+});
+
 describe('planHost', () => {
   it('fresh host: every step has work, in playbook order', () => {
     const spec = cluster();

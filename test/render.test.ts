@@ -61,6 +61,21 @@ describe('golden files', () => {
     const s = cluster({ vrrpPreemptDelay: 300 });
     golden('keepalived-preempt-delay-master1.conf', renderKeepalived(s, host(s, 'master1'), 'eth0', playbook, DEB));
   });
+  it('keepalived.conf for master1 on a running keepalived 2.2.4 without the serving check (not added by reload)', () => {
+    const s = cluster();
+    const running = { keepalived: { active: 'active', enabled: 'enabled', mainPid: 7 }, haproxy: { active: 'active', enabled: 'enabled', mainPid: 8 } };
+    const text = renderKeepalived(s, host(s, 'master1'), 'eth0', playbook, { ...DEB, keepalivedVersion: '2.2.4', keepalivedServingCheck: false, units: running });
+    golden('keepalived-2.2.4-deferred-master1.conf', text);
+    assert.doesNotMatch(text, /chk_haproxy_serving|track_script/);
+    // Not running yet (a start loads it from the beginning), or already there: the check is rendered.
+    for (const f of [
+      { ...DEB, keepalivedVersion: '2.2.4', keepalivedServingCheck: false },
+      { ...DEB, keepalivedVersion: '2.2.4', keepalivedServingCheck: true, units: running },
+      { ...DEB, keepalivedVersion: '2.2.5', keepalivedServingCheck: false, units: running },
+    ]) {
+      assert.match(renderKeepalived(s, host(s, 'master1'), 'eth0', playbook, f), /track_script \{\n\s+chk_haproxy_serving\n\s+\}/);
+    }
+  });
   it('haproxy.cfg (IPv6)', () => golden('haproxy-ipv6.cfg', renderHaproxy(cluster6(), playbook, DEB)));
   it('keepalived.conf (IPv6)', () => {
     const s = cluster6();

@@ -223,6 +223,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
           return 'skipped';
         }, false);
       }
+      for (const message of plan.warnings) emit({ type: 'warning', host: name, message });
       const hostApplier = applier(s);
       let changed = false;
       for (const st of plan.steps) {
