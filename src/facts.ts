@@ -4,7 +4,7 @@
 import { normalizeIP } from './inventory/checks.js';
 import type { Playbook } from './playbook.js';
 import { scriptTag, shellQuote } from './shell.js';
-import type { ClusterSpec, HostFacts, HostSpec, InterfaceFacts, ManagedUnit, PackageManager, UnitFacts } from './types.js';
+import type { ClusterSpec, HostFacts, InterfaceFacts, ManagedUnit, PackageManager, UnitFacts } from './types.js';
 
 /** Where apply records the sha256 of the config a unit last loaded through kha-deploy (see src/apply.ts). */
 export const STATE_DIR = '/var/lib/kha-deploy';
@@ -52,7 +52,7 @@ function section(name: string, command: string): string[] {
  * `file SHA256|-|? PATH` lines and `@begin NAME` … `@end NAME` sections, then `kha-facts end`.
  * Every command may fail (no systemd, no ip): the script still prints everything else.
  */
-export function factsScript(spec: ClusterSpec, _host: HostSpec, playbook: Playbook): string {
+export function factsScript(spec: ClusterSpec, playbook: Playbook): string {
   const q = shellQuote;
   const runDir = playbook.runDir;
   // A tmpfiles.d line creating the directory: type d/D/v/q/Q (with modifiers), then the path (/var/run is an alias).

@@ -38,12 +38,11 @@ interface Rendered {
 
 type StepBody = Omit<PlannedStep, 'timeoutMs'>;
 
-function configStep(step: { id: string; title: string }, r: Rendered, facts: HostFacts, playbook: Playbook, secrets: string[]): StepBody {
+function configStep(step: { id: string; title: string }, r: Rendered, facts: HostFacts, playbook: Playbook): StepBody {
   if (!r.write) return { id: step.id, title: step.title, ops: [], reason: '' };
   const f = playbook.files[r.unit];
   const op: Operation = { op: 'write-file', path: r.path, content: r.content, mode: f.mode, unit: r.unit };
   if (f.validate) op.validate = f.validate;
-  if (secrets.length > 0) op.secrets = secrets;
   const reason = facts.files[r.path] ? `${r.path.replace(/^.*\//, '')} differs from the rendered one` : `${r.path} is missing`;
   return { id: step.id, title: step.title, ops: [op], reason };
 }
@@ -92,7 +91,6 @@ export function planHost(spec: ClusterSpec, host: HostSpec, facts: HostFacts, pl
   // the runner reads them again afterwards, so the configs written match what is installed.
   const haproxy = render('haproxy', renderHaproxy(spec, playbook, facts));
   const keepalived = render('keepalived', renderKeepalived(spec, host, iface, playbook, facts));
-  const secrets = spec.vrrpAuthPass ? [spec.vrrpAuthPass] : [];
 
   const build: Record<StepId, () => StepBody> = {
     packages: () => packagesStep(facts, playbook),
@@ -115,8 +113,8 @@ export function planHost(spec: ClusterSpec, host: HostSpec, facts: HostFacts, pl
       }
       return { id: step.id, title: step.title, ops, reason: reasons.join('; ') };
     },
-    'haproxy-config': () => configStep(stepOf(playbook, 'haproxy-config'), haproxy, facts, playbook, []),
-    'keepalived-config': () => configStep(stepOf(playbook, 'keepalived-config'), keepalived, facts, playbook, secrets),
+    'haproxy-config': () => configStep(stepOf(playbook, 'haproxy-config'), haproxy, facts, playbook),
+    'keepalived-config': () => configStep(stepOf(playbook, 'keepalived-config'), keepalived, facts, playbook),
     units: () => {
       const step = stepOf(playbook, 'units');
       // haproxy first: it must listen on the VIP port before keepalived brings the VIP here.

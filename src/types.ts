@@ -140,8 +140,6 @@ export type Operation =
       mode: string;
       /** Validator run on the host against the temp file; `{file}` is replaced by its quoted path. */
       validate?: string;
-      /** Secret values the content holds: never shown in diffs or logs. */
-      secrets?: string[];
       /** The service that loads this file: its previous version comes back if that service fails. */
       unit?: ManagedUnit;
     }

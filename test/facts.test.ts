@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { FactsParseError, factsScript, parseFacts } from '../src/facts.js';
 import { loadPlaybook } from '../src/playbook.js';
 import type { HostFacts } from '../src/types.js';
-import { cluster, host } from './fixtures/facts/cluster.js';
+import { cluster } from './fixtures/facts/cluster.js';
 
 const playbook = loadPlaybook();
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/facts/${name}`, import.meta.url), 'utf8');
@@ -219,7 +219,7 @@ describe('parseFacts details', () => {
 
 describe('factsScript', () => {
   const spec = cluster();
-  const script = factsScript(spec, host(spec, 'master1'), playbook);
+  const script = factsScript(spec, playbook);
 
   it('quotes the VIP and names every managed file and state file', () => {
     assert.match(script, /ip -o route get 10\.0\.0\.100 /);

@@ -105,7 +105,6 @@ describe('planHost', () => {
         mode: '0600',
         unit: 'keepalived',
         validate: 'if keepalived --help 2>&1 | grep -q -e --config-test; then keepalived --config-test --use-file={file}; fi',
-        secrets: ['s3cr3tpw'],
       },
     ]);
     assert.deepEqual(ops(plan, 'units'), [
@@ -202,7 +201,6 @@ describe('planHost', () => {
     );
     const w = ops(plan, 'haproxy-config')[0] as Extract<Operation, { op: 'write-file' }>;
     assert.match(w.content, /^ {4}balance leastconn$/m);
-    assert.equal(w.secrets, undefined, 'haproxy.cfg holds no secret');
     assert.equal(reason(plan, 'haproxy-config'), 'haproxy.cfg differs from the rendered one');
     assert.deepEqual(ops(plan, 'units'), [{ op: 'service', unit: 'haproxy', action: 'reload', recordApplied: newHash }]);
     assert.equal(reason(plan, 'units'), 'haproxy must load the new haproxy.cfg');

@@ -212,7 +212,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       if (pkgsDone || plan.steps.some((st) => st.ops.length > 0)) {
         // Re-read right before changing: packages just changed the host, or another actor may have.
         await record(s, async () => {
-          const res = await s.remote!.run(factsScript(spec, s.spec, playbook), { label: 'read facts again', timeoutMs: FACTS_TIMEOUT_MS, ...signalOpt });
+          const res = await s.remote!.run(factsScript(spec, playbook), { label: 'read facts again', timeoutMs: FACTS_TIMEOUT_MS, ...signalOpt });
           if (res.code !== 0) throw new HostStepError(name, 'facts', `reading facts failed (exit ${res.code})`, { seen: res.stderr });
           try {
             s.facts = parseFacts(name, res.stdout, spec.vip);
@@ -269,7 +269,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     const name = s.spec.name;
     // The preflight's anonymous /readyz probe rides along with the facts: no extra command per master.
     const probe = spec.haproxyHealthCheck === 'readyz' ? `\n{\n${readyzProbeScript(s.spec.address, spec.apiserverPort)}\n} </dev/null` : '';
-    const script = lockScript(`${factsScript(spec, s.spec, playbook)}${probe}`, owner(), { breakLock: opts.breakLock === true });
+    const script = lockScript(`${factsScript(spec, playbook)}${probe}`, owner(), { breakLock: opts.breakLock === true });
     let held;
     try {
       held = await s.remote!.hold(script, READY_MARK, { timeoutMs: FACTS_TIMEOUT_MS, ...signalOpt });
