@@ -71,9 +71,10 @@ export function vipUrl(spec: ClusterSpec): string {
 export function observeScript(spec: ClusterSpec, withKubectl: boolean, health?: HealthProbe): string {
   // The marker lets the parser skip whatever a chatty login shell printed first.
   const lines = [scriptTag('observe', withKubectl ? 'kubectl' : 'addr', ...(health ? ['health'] : [])), `echo ${OBSERVE_MARK}`, 'ip -o addr show'];
+  const healthLines: string[] = [];
   if (health) {
     const own = `https://${health.address.includes(':') ? `[${health.address}]` : health.address}:${health.vipPort}/readyz`;
-    lines.push(
+    healthLines.push(
       `echo ${VRRP_MARK}`,
       'systemctl show -p ActiveState -p InvocationID keepalived.service 2>/dev/null',
       `echo ${VRRP_LOG_MARK}`,
@@ -86,6 +87,8 @@ export function observeScript(spec: ClusterSpec, withKubectl: boolean, health?: 
       `echo ${STATS_MARK}`,
       `curl -s -m 2 ${shellQuote(`http://127.0.0.1:${health.monitorPort}/stats;csv`)} 2>/dev/null || :`,
     );
+    // The health sections run in the background while kubectl waits on the VIP, and print after it.
+    lines.push('kha_ht=$(mktemp 2>/dev/null) || kha_ht=/tmp/kha-deploy-observe.$$', `{\n${healthLines.join('\n')}\n} >"$kha_ht" 2>/dev/null </dev/null &`, 'kha_hp=$!');
   }
   if (withKubectl) {
     // kubeasz installs kubectl in /opt/kube/bin, which is not on sudo's secure_path.
@@ -96,6 +99,7 @@ export function observeScript(spec: ClusterSpec, withKubectl: boolean, health?: 
         ` "$k" --kubeconfig ${shellQuote(spec.kubeconfig)} --server ${shellQuote(vipUrl(spec))} --request-timeout=5s version 2>&1; echo "${RC_MARK}$?"; fi`,
     );
   }
+  if (health) lines.push('wait "$kha_hp" || :', 'cat "$kha_ht" 2>/dev/null; rm -f "$kha_ht"');
   return lines.join('\n');
 }
 
@@ -115,9 +119,9 @@ export function parseObservation(host: string, output: string, vip: string): Hos
   const addrEnd = [vrrpAt, idx].filter((i) => i >= 0);
   const addrPart = addrEnd.length ? stdout.slice(0, Math.min(...addrEnd)) : stdout;
   const obs: HostObservation = { host, vipOn: interfacesHolding(addrPart, vip, host) };
-  if (vrrpAt >= 0) obs.health = parseHealth(stdout.slice(vrrpAt, idx === -1 ? undefined : idx));
+  if (vrrpAt >= 0) obs.health = parseHealth(stdout.slice(vrrpAt, idx > vrrpAt ? idx : undefined));
   if (idx !== -1) {
-    const rest = stdout.slice(idx + KUBECTL_MARK.length);
+    const rest = stdout.slice(idx + KUBECTL_MARK.length, vrrpAt > idx ? vrrpAt : undefined);
     const rcAt = rest.lastIndexOf(RC_MARK);
     const output = (rcAt === -1 ? rest : rest.slice(0, rcAt)).trim();
     const exitCode = rcAt === -1 ? -1 : Number.parseInt(rest.slice(rcAt + RC_MARK.length), 10);

@@ -268,8 +268,20 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
   async function lockAndReadFacts(s: HostState): Promise<void> {
     const name = s.spec.name;
     // The preflight's anonymous /readyz probe rides along with the facts: no extra command per master.
-    const probe = spec.haproxyHealthCheck === 'readyz' ? `\n{\n${readyzProbeScript(s.spec.address, spec.apiserverPort)}\n} </dev/null` : '';
-    const script = lockScript(`${factsScript(spec, playbook)}${probe}`, owner(), { breakLock: opts.breakLock === true });
+    // It runs in the background while the facts are read (a TLS round trip costs as much as all the facts).
+    const facts = factsScript(spec, playbook);
+    const inner =
+      spec.haproxyHealthCheck === 'readyz'
+        ? [
+            'kha_pt=$(mktemp 2>/dev/null) || kha_pt=/tmp/kha-deploy-preflight.$$',
+            `{\n${readyzProbeScript(s.spec.address, spec.apiserverPort)}\n} >"$kha_pt" 2>/dev/null </dev/null &`,
+            'kha_pp=$!',
+            facts,
+            'wait "$kha_pp" || :',
+            'cat "$kha_pt" 2>/dev/null; rm -f "$kha_pt"',
+          ].join('\n')
+        : facts;
+    const script = lockScript(inner, owner(), { breakLock: opts.breakLock === true });
     let held;
     try {
       held = await s.remote!.hold(script, READY_MARK, { timeoutMs: FACTS_TIMEOUT_MS, ...signalOpt });

@@ -177,6 +177,20 @@ describe('the load-balancer path (health sections)', () => {
     assert.deepEqual(o.health?.backends, [{ name: 'master1', status: 'UP', checkStatus: 'L7OK' }]);
   });
 
+  it('reads the health sections after kubectl too (the order observeScript prints them in), without mixing the two', () => {
+    const o = parseObservation('master1', `@@KHA-OBSERVE\n${IP_WITH_VIP}\n@@KHA-KUBECTL\nServer Version: v1.30.0\n@@KHA-RC=0\n${health({ serve: '503' })}\n`, spec.vip);
+    assert.deepEqual(o.vipOn, ['eth0']);
+    assert.equal(o.kubectl?.ok, true);
+    assert.equal(o.kubectl?.output, 'Server Version: v1.30.0');
+    assert.equal(o.health?.vrrpState, 'MASTER');
+    assert.equal(o.health?.serveCode, '503');
+  });
+
+  it('observeScript runs the health sections in the background during kubectl, and prints them after it', () => {
+    const s = observeScript(spec, true, { address: '172.16.86.11', vipPort: 8443, monitorPort: 8404 });
+    assert.ok(s.indexOf('kha_hp=$!') < s.indexOf('@@KHA-KUBECTL') && s.indexOf('@@KHA-KUBECTL') < s.indexOf('wait "$kha_hp"'));
+  });
+
   it('judgeHealth: a healthy MASTER and BACKUP pass', () => {
     const obs = [observe('master1', true, {}), observe('master2', false, { log: ['(VI-kube-master) Entering BACKUP STATE (init)'] })];
     assert.deepEqual(judgeHealth(obs, 'master1', ['master1', 'master2'], 8443), []);

@@ -557,11 +557,12 @@ export class FakeHost {
     // A script that marks where its own output starts (past a chatty login shell) gets its marker.
     const mark = /^echo (@@KHA-[A-Z]+)$/m.exec(c.script.split('ip -o addr')[0] ?? '');
     if (mark) out = `${mark[1]}\n${out}`;
-    if (health) out += this.healthText();
     if (mode === 'kubectl') {
       const k = this.kubectlAnswer();
       out += `@@KHA-KUBECTL\n${k.output}\n@@KHA-RC=${k.rc}\n`;
     }
+    // As observeScript prints them: the health sections ran in the background and come last.
+    if (health) out += this.healthText();
     return ok(out);
   }
 
