@@ -100,9 +100,9 @@ describe('rendered content', () => {
     assert.deepEqual(
       text.split('\n').filter((l) => /^\s*server /.test(l)),
       [
-        '    server master1 10.0.0.11:6443 check check-ssl verify none inter 2s fall 3 rise 2 on-marked-down shutdown-sessions',
-        '    server master2 10.0.0.12:6443 check check-ssl verify none inter 2s fall 3 rise 2 on-marked-down shutdown-sessions',
-        '    server master3 10.0.0.13:6443 check check-ssl verify none inter 2s fall 3 rise 2 on-marked-down shutdown-sessions',
+        '    server master1 10.0.0.11:6443 check check-ssl verify none inter 2s fall 3 rise 2 fastinter 1s on-marked-down shutdown-sessions',
+        '    server master2 10.0.0.12:6443 check check-ssl verify none inter 2s fall 3 rise 2 fastinter 1s on-marked-down shutdown-sessions',
+        '    server master3 10.0.0.13:6443 check check-ssl verify none inter 2s fall 3 rise 2 fastinter 1s on-marked-down shutdown-sessions',
       ],
     );
     assert.match(text, /^ {4}balance leastconn$/m);
@@ -153,16 +153,16 @@ describe('health checks and failover (haproxy.cfg)', () => {
   it('readyz (default): GET /readyz over TLS, expect 200, sessions cut when a server is marked down', () => {
     const text = renderHaproxy(cluster(), playbook, DEB);
     assert.deepEqual(lines(text, /httpchk|http-check|timeout check/), ['timeout check 3s', 'option httpchk GET /readyz', 'http-check expect status 200']);
-    assert.match(text, /^ {4}server master1 10\.0\.0\.11:6443 check check-ssl verify none inter 2s fall 3 rise 2 on-marked-down shutdown-sessions$/m);
+    assert.match(text, /^ {4}server master1 10\.0\.0\.11:6443 check check-ssl verify none inter 2s fall 3 rise 2 fastinter 1s on-marked-down shutdown-sessions$/m);
   });
 
   it('tcp: a plain check with the inventory\'s inter/fall/rise, no HTTP check', () => {
     const text = renderHaproxy(cluster({ haproxyHealthCheck: 'tcp', haproxyCheckInter: 10, haproxyCheckFall: 2, haproxyCheckRise: 4 }), playbook, DEB);
     assert.deepEqual(lines(text, /httpchk|http-check|check-ssl/), []);
     assert.deepEqual(lines(text, /^\s*server /), [
-      'server master1 10.0.0.11:6443 check inter 10s fall 2 rise 4 on-marked-down shutdown-sessions',
-      'server master2 10.0.0.12:6443 check inter 10s fall 2 rise 4 on-marked-down shutdown-sessions',
-      'server master3 10.0.0.13:6443 check inter 10s fall 2 rise 4 on-marked-down shutdown-sessions',
+      'server master1 10.0.0.11:6443 check inter 10s fall 2 rise 4 fastinter 1s on-marked-down shutdown-sessions',
+      'server master2 10.0.0.12:6443 check inter 10s fall 2 rise 4 fastinter 1s on-marked-down shutdown-sessions',
+      'server master3 10.0.0.13:6443 check inter 10s fall 2 rise 4 fastinter 1s on-marked-down shutdown-sessions',
     ]);
   });
 
