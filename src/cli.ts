@@ -1,7 +1,5 @@
 // Command line: parse flags, load and validate the inventory (exit 2 before any host is touched),
 // wire the SSH connector and the UI to the runner, print the recap, exit with the documented code.
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_HOST_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KhaError, UsageError } from './errors.js';
@@ -12,15 +10,16 @@ import { listrUi } from './report/listr-ui.js';
 import { recapText, summarize } from './report/recap.js';
 import { textUi } from './report/text-ui.js';
 import { runRollout } from './runner/rollout.js';
-import { readSecret } from './secrets.js';
-import { checkKeyFile } from './ssh/keys.js';
-import { connect } from './ssh/session.js';
+import { runCheckCommand } from './commands/check-cli.js';
+import { commonOptions, connector, fail, readCredentials, selectHosts, type CommonArgs } from './commands/common.js';
 import type { HostSpec, RunEvent } from './types.js';
 
 export const EXIT_CODES_HELP = `Exit codes:
   0    converged: every master is configured, the VIP is on the primary, kubectl answers through it
+       (check: a deploy would change nothing)
   1    a host step or gate failed (the message names host, step, what the host showed, what to do)
   2    usage or inventory error, found before any host was contacted
+  3    check: a deploy would change something (the changes are printed)
   130  interrupted (Ctrl-C); no file is left half-written, rerun to converge`;
 
 const ENV_HELP = `Environment:
@@ -28,39 +27,37 @@ const ENV_HELP = `Environment:
   KHA_BECOME_PASS     sudo password for ansible_become hosts without NOPASSWD (or --ask-become-pass)
   SSH_AUTH_SOCK       ssh-agent used when no key file is set`;
 
-interface DeployArgs {
-  inventory: string;
-  knownHosts: string;
-  acceptNewHostKeys: boolean;
-  limit?: string;
-  output: 'text' | 'json';
-  verbose: boolean;
-  askBecomePass: boolean;
+interface DeployArgs extends CommonArgs {
   gateTimeout?: number;
   breakLock: boolean;
+  check: boolean;
 }
 
+type Command = { name: 'deploy'; args: DeployArgs } | { name: 'check'; args: CommonArgs };
+
 export async function main(argv: string[]): Promise<number> {
-  let args: DeployArgs | undefined;
+  let cmd: Command | undefined;
   const parser = yargs(argv)
     .scriptName('kha-deploy')
-    .usage('Usage: kha-deploy [deploy] -i INVENTORY [options]\n\nMake a Kubernetes control plane highly available: keepalived + haproxy on every master, one master at a time, primary first, gated on the VIP.')
+    .usage('Usage: kha-deploy [deploy|check] -i INVENTORY [options]\n\nMake a Kubernetes control plane highly available: keepalived + haproxy on every master, one master at a time, primary first, gated on the VIP.')
     .command(
       ['deploy', '$0'],
       'install and configure keepalived + haproxy on every master (default command)',
       (y) =>
-        y
-          .option('inventory', { alias: 'i', type: 'string', demandOption: true, describe: 'Ansible-style INI inventory ([masters], [kube_master] or [kube_control_plane])' })
-          .option('known-hosts', { type: 'string', default: join(homedir(), '.ssh', 'known_hosts'), describe: 'OpenSSH known_hosts file used to verify host keys' })
-          .option('accept-new-host-keys', { type: 'boolean', default: false, describe: 'trust and append keys of hosts not yet in known_hosts (like StrictHostKeyChecking=accept-new); a changed key is still refused' })
-          .option('limit', { type: 'string', describe: 'only these masters, comma-separated NAME[,NAME]; the others are not contacted' })
-          .option('output', { type: 'string', choices: ['text', 'json'] as const, default: 'text' as const, describe: 'text (task tree on a TTY, lines otherwise) or one JSON document on stdout' })
-          .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'show every remote command' })
+        commonOptions(y)
           .option('gate-timeout', { type: 'number', describe: 'seconds each gate waits for the VIP and kubectl before failing (default: the playbook\'s, 60-90 s)' })
-          .option('ask-become-pass', { type: 'boolean', default: false, describe: 'prompt for the sudo password (never taken from the command line)' })
-          .option('break-lock', { type: 'boolean', default: false, describe: 'end a run lock left on a master by another run (who held it is shown); only when you know that run is gone' }),
+          .option('break-lock', { type: 'boolean', default: false, describe: 'end a run lock left on a master by another run (who held it is shown); only when you know that run is gone' })
+          .option('check', { type: 'boolean', default: false, describe: 'change nothing: show what a deploy would do (same as kha-deploy check)' }),
       (a) => {
-        args = a as unknown as DeployArgs;
+        cmd = { name: 'deploy', args: a as unknown as DeployArgs };
+      },
+    )
+    .command(
+      'check',
+      'show what a deploy would do on every master (packages, file diffs, units, order); changes nothing. Exit 0 converged, 3 changes pending',
+      (y) => commonOptions(y),
+      (a) => {
+        cmd = { name: 'check', args: a as unknown as CommonArgs };
       },
     )
     .epilog(`${EXIT_CODES_HELP}\n\n${ENV_HELP}`)
@@ -85,8 +82,14 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  if (!args) return EXIT_OK; // --help or --version was printed
-  return deploy(args);
+  if (!cmd) return EXIT_OK; // --help or --version was printed
+  if (cmd.name === 'check' || (cmd.name === 'deploy' && cmd.args.check)) {
+    if (cmd.name === 'deploy' && (cmd.args.breakLock || cmd.args.gateTimeout !== undefined)) {
+      return fail(new UsageError('--check changes nothing: it takes no --break-lock or --gate-timeout'), cmd.args.output === 'json');
+    }
+    return runCheckCommand(cmd.args);
+  }
+  return deploy(cmd.args);
 }
 
 async function deploy(args: DeployArgs): Promise<number> {
@@ -108,14 +111,9 @@ async function deploy(args: DeployArgs): Promise<number> {
     }
     playbook = withGateTimeout(playbook, args.gateTimeout);
   }
-  let becomePassword: string | undefined;
-  let passphrase: string | undefined;
+  let creds;
   try {
-    becomePassword = await readSecret('KHA_BECOME_PASS', args.askBecomePass ? 'sudo password (become): ' : undefined);
-    passphrase = await readSecret('KHA_SSH_PASSPHRASE', undefined);
-    if (passphrase === undefined && !process.env.SSH_AUTH_SOCK && process.stdin.isTTY && (await anyKeyEncrypted(hosts))) {
-      passphrase = await readSecret('KHA_SSH_PASSPHRASE', 'passphrase for the SSH private key: ');
-    }
+    creds = await readCredentials(args, hosts);
   } catch (err) {
     return fail(err, json);
   }
@@ -151,21 +149,7 @@ async function deploy(args: DeployArgs): Promise<number> {
     signal: abort.signal,
     breakLock: args.breakLock,
     emit,
-    connect: (h) =>
-      connect({
-        host: h.name,
-        address: h.address,
-        port: h.port,
-        user: h.user,
-        ...(h.privateKeyFile ? { privateKeyFile: h.privateKeyFile } : {}),
-        ...(passphrase ? { passphrase } : {}),
-        ...(process.env.SSH_AUTH_SOCK ? { agentSocket: process.env.SSH_AUTH_SOCK } : {}),
-        become: h.become,
-        ...(becomePassword ? { becomePassword } : {}),
-        knownHostsFile: args.knownHosts,
-        acceptNewHostKeys: args.acceptNewHostKeys,
-        onCommand: (command) => emit({ type: 'command', host: h.name, command }),
-      }),
+    connect: connector(args, creds, (host, command) => emit({ type: 'command', host, command })),
   });
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
@@ -185,36 +169,9 @@ async function deploy(args: DeployArgs): Promise<number> {
   return code;
 }
 
-/** An encrypted key file without a passphrase: ask once on the terminal rather than fail on every host. */
-async function anyKeyEncrypted(hosts: HostSpec[]): Promise<boolean> {
-  const files = [...new Set(hosts.flatMap((h) => (h.privateKeyFile ? [h.privateKeyFile] : [])))];
-  const checks = await Promise.all(files.map((f) => checkKeyFile(f)));
-  return checks.some((c) => !c.ok && c.reason === 'encrypted');
-}
-
 function withGateTimeout(playbook: Playbook, seconds: number): Playbook {
   const gates = Object.fromEntries(Object.entries(playbook.gates).map(([role, g]) => [role, { ...g, timeoutSeconds: seconds }]));
   return { ...playbook, gates: gates as Playbook['gates'] };
-}
-
-function selectHosts(all: HostSpec[], limit: string | undefined): HostSpec[] {
-  if (limit === undefined) return all;
-  const names = limit.split(',').map((s) => s.trim()).filter(Boolean);
-  const unknown = names.filter((n) => !all.some((h) => h.name === n));
-  if (names.length === 0 || unknown.length > 0) {
-    throw new UsageError(`--limit ${limit}: ${names.length === 0 ? 'no host named' : `unknown master(s) ${unknown.join(', ')}`}`, {
-      hint: `the inventory's masters are ${all.map((h) => h.name).join(', ')}`,
-    });
-  }
-  return all.filter((h) => names.includes(h.name));
-}
-
-function fail(err: unknown, json: boolean): number {
-  const code = err instanceof KhaError ? err.exitCode : EXIT_HOST_FAILED;
-  const text = formatError(err);
-  if (json) process.stdout.write(`${JSON.stringify({ ok: false, exitCode: code, error: text }, null, 2)}\n`);
-  process.stderr.write(`${text}\n`);
-  return code;
 }
 
 export async function run(): Promise<void> {
