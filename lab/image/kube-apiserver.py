@@ -18,6 +18,9 @@ unknown = ready.
            handshake, a request on an established connection gets no answer. Bytes sent are read
            and dropped; the connection is held until the client closes it, the mode changes or
            HOLD_MAX_S passes, then closed without a word.
+  anonymous-denied  like --anonymous-auth=false: the health endpoints (/readyz, /healthz, /livez)
+           answer 401 Unauthorized to everyone (this stand-in checks no credentials); the rest
+           as in ready (kubectl version still passes).
 A stopped apiserver is the unit stopped (`systemctl stop kube-apiserver`), not a mode.
 """
 import argparse
@@ -32,7 +35,7 @@ import time
 
 HOSTNAME = socket.gethostname()
 MODE_FILE = os.environ.get("KHA_LAB_APISERVER_MODE_FILE", "/run/kha-lab/apiserver-mode")
-MODES = ("ready", "unready", "hung")
+MODES = ("ready", "unready", "hung", "anonymous-denied")
 HOLD_MAX_S = 600
 VERSION = {
     "major": "1",
@@ -76,6 +79,15 @@ CHECKS_FAILED = (
     "[+]poststarthook/generic-apiserver-start-informers ok\n"
     "[+]shutdown ok\n"
 )
+UNAUTHORIZED = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "metadata": {},
+    "status": "Failure",
+    "message": "Unauthorized",
+    "reason": "Unauthorized",
+    "code": 401,
+}
 CTX = None
 
 
@@ -146,6 +158,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if path == "/version":
             self._send(200, json.dumps(VERSION, indent=2) + "\n", "application/json")
+        elif mode == "anonymous-denied" and path in ("/healthz", "/livez", "/readyz"):
+            self._send(401, json.dumps(UNAUTHORIZED) + "\n", "application/json")
         elif mode == "unready":
             if path == "/livez":
                 self._send(200, "ok", "text/plain; charset=utf-8")

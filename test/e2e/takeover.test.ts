@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { describeRun, runCli } from '../helpers/cli.js';
-import { deployArgs } from '../helpers/inventory.js';
-import { hostExec, lab, requireLab, startUnit, stopUnit, vipHolders } from '../helpers/lab.js';
+import { setApiserverMode } from '../helpers/failover.js';
+import { deployArgs, labInventory } from '../helpers/inventory.js';
+import { hostExec, lab, requireLab, resetHosts, startUnit, stopUnit, vipHolders } from '../helpers/lab.js';
 
 const converge = async () => {
   const r = await runCli(deployArgs(lab.inventoryPath));
@@ -62,6 +63,29 @@ describe('gates: every master can take over', { concurrency: false }, () => {
       await startUnit('master2', 'kube-apiserver');
     }
     await until('master1', `curl -s 'http://127.0.0.1:8404/stats;csv' | grep -q '^kube-master,master2,.*UP'`, 'master2 UP again in haproxy');
+    await converge();
+  });
+
+  it('preflight: an apiserver that refuses anonymous /readyz (401) stops the run before any host changes; haproxy_health_check=tcp is the way out', async () => {
+    await resetHosts(['master2']); // a fresh master: the change would be an install, so "nothing changed" is visible
+    const before = await Promise.all(['master1', 'master3'].map((h) => hostExec(h, 'stat -c "%n %Y %i" /etc/haproxy/haproxy.cfg /etc/keepalived/keepalived.conf')));
+    await setApiserverMode('master2', 'anonymous-denied');
+    try {
+      const r = await runCli(deployArgs(lab.inventoryPath));
+      assert.equal(r.code, 1, describeRun(r));
+      assert.match(r.stderr, /\[master2\] preflight: https:\/\/172\.16\.86\.12:6443\/readyz answered 401 to a request without credentials/);
+      assert.match(r.stderr, /--anonymous-auth=true.*haproxy_health_check=tcp/s);
+      assert.match(r.stderr, /no host was changed/);
+      const m2 = await hostExec('master2', 'command -v keepalived haproxy; ls /etc/keepalived 2>/dev/null');
+      assert.equal(m2.stdout.trim(), '', 'master2 was changed');
+      const after = await Promise.all(['master1', 'master3'].map((h) => hostExec(h, 'stat -c "%n %Y %i" /etc/haproxy/haproxy.cfg /etc/keepalived/keepalived.conf')));
+      assert.deepEqual(after.map((x) => x.stdout), before.map((x) => x.stdout));
+      // The TCP mode does not ask /readyz: the same cluster deploys.
+      const tcp = await runCli(deployArgs(labInventory(['haproxy_health_check=tcp'])));
+      assert.equal(tcp.code, 0, describeRun(tcp));
+    } finally {
+      await setApiserverMode('master2', 'ready');
+    }
     await converge();
   });
 });

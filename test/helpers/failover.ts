@@ -65,9 +65,9 @@ export async function hostAction(host: string, argv: string[]): Promise<number> 
 // ---------------------------------------------------------------------------------------------
 // Apiserver failure modes (lab/image/kube-apiserver.py reads the mode file per connection and request)
 
-export type ApiserverMode = 'ready' | 'unready' | 'hung' | 'stopped';
+export type ApiserverMode = 'ready' | 'unready' | 'hung' | 'stopped' | 'anonymous-denied';
 export const APISERVER_MODE_FILE = '/run/kha-lab/apiserver-mode';
-const MODES: readonly ApiserverMode[] = ['ready', 'unready', 'hung', 'stopped'];
+const MODES: readonly ApiserverMode[] = ['ready', 'unready', 'hung', 'stopped', 'anonymous-denied'];
 
 const SET_MODE_SH = String.raw`
 set -eu
@@ -98,7 +98,7 @@ export async function setApiserverMode(host: string, mode: ApiserverMode): Promi
 export async function getApiserverMode(host: string): Promise<ApiserverMode> {
   const r = await hostExec(host, `systemctl is-active --quiet kube-apiserver.service || { echo stopped; exit 0; }; cat ${APISERVER_MODE_FILE} 2>/dev/null || echo ready`);
   const m = r.stdout.trim();
-  return (['unready', 'hung', 'stopped'] as string[]).includes(m) ? (m as ApiserverMode) : 'ready';
+  return (['unready', 'hung', 'stopped', 'anonymous-denied'] as string[]).includes(m) ? (m as ApiserverMode) : 'ready';
 }
 
 // ---------------------------------------------------------------------------------------------
