@@ -88,4 +88,25 @@ describe('gates: every master can take over', { concurrency: false }, () => {
     }
     await converge();
   });
+
+  it('every apiserver unready at once: every master\'s serving check fails by the same weight, so the VIP stays where it is', async () => {
+    await converge();
+    const names = ['master1', 'master2', 'master3'];
+    for (const h of names) await setApiserverMode(h, 'unready');
+    try {
+      // Every haproxy marks every backend DOWN (fall x fastinter), every monitor says 503, every keepalived lowers itself.
+      await until('master1', `curl -s 'http://127.0.0.1:8404/stats;csv' | grep '^kube-master,master' | grep -vq DOWN; test $? -eq 1`, 'every backend DOWN');
+      await until('master1', `curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8404/healthz | grep -q 503`, 'the monitor saying 503');
+      const seen = new Set<string>();
+      const end = Date.now() + 10_000; // several check intervals (2 s) after the checks failed
+      while (Date.now() < end) {
+        seen.add((await vipHolders()).join(',') || '(nobody)');
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.deepEqual([...seen], ['master1'], 'the VIP moved or vanished while every apiserver was down');
+    } finally {
+      for (const h of names) await setApiserverMode(h, 'ready');
+    }
+    await converge();
+  });
 });
