@@ -12,12 +12,14 @@ import { textUi } from './report/text-ui.js';
 import { runRollout } from './runner/rollout.js';
 import { runCheckCommand } from './commands/check-cli.js';
 import { commonOptions, connector, fail, readCredentials, selectHosts, type CommonArgs } from './commands/common.js';
+import { runStatusCommand } from './commands/status-cli.js';
 import type { HostSpec, RunEvent } from './types.js';
 
 export const EXIT_CODES_HELP = `Exit codes:
   0    converged: every master is configured, the VIP is on the primary, kubectl answers through it
-       (check: a deploy would change nothing)
+       (check: a deploy would change nothing; status: every master healthy)
   1    a host step or gate failed (the message names host, step, what the host showed, what to do)
+       (status: degraded, the reasons are printed)
   2    usage or inventory error, found before any host was contacted
   3    check: a deploy would change something (the changes are printed)
   130  interrupted (Ctrl-C); no file is left half-written, rerun to converge`;
@@ -33,13 +35,13 @@ interface DeployArgs extends CommonArgs {
   check: boolean;
 }
 
-type Command = { name: 'deploy'; args: DeployArgs } | { name: 'check'; args: CommonArgs };
+type Command = { name: 'deploy'; args: DeployArgs } | { name: 'check'; args: CommonArgs } | { name: 'status'; args: CommonArgs };
 
 export async function main(argv: string[]): Promise<number> {
   let cmd: Command | undefined;
   const parser = yargs(argv)
     .scriptName('kha-deploy')
-    .usage('Usage: kha-deploy [deploy|check] -i INVENTORY [options]\n\nMake a Kubernetes control plane highly available: keepalived + haproxy on every master, one master at a time, primary first, gated on the VIP.')
+    .usage('Usage: kha-deploy [deploy|check|status] -i INVENTORY [options]\n\nMake a Kubernetes control plane highly available: keepalived + haproxy on every master, one master at a time, primary first, gated on the VIP.')
     .command(
       ['deploy', '$0'],
       'install and configure keepalived + haproxy on every master (default command)',
@@ -58,6 +60,14 @@ export async function main(argv: string[]): Promise<number> {
       (y) => commonOptions(y),
       (a) => {
         cmd = { name: 'check', args: a as unknown as CommonArgs };
+      },
+    )
+    .command(
+      'status',
+      'per master: keepalived/haproxy, VRRP state, VIP holder, haproxy\'s view of the apiservers, drift. Read-only. Exit 0 healthy, 1 degraded',
+      (y) => commonOptions(y),
+      (a) => {
+        cmd = { name: 'status', args: a as unknown as CommonArgs };
       },
     )
     .epilog(`${EXIT_CODES_HELP}\n\n${ENV_HELP}`)
@@ -89,6 +99,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return runCheckCommand(cmd.args);
   }
+  if (cmd.name === 'status') return runStatusCommand(cmd.args);
   return deploy(cmd.args);
 }
 

@@ -80,4 +80,47 @@ describe('day-two commands on the lab', { concurrency: false }, () => {
     assert.deepEqual(await vipHolders(), ['master1']);
     await assertNoLockLeft();
   });
+
+  it('status on a healthy cluster: exit 0; its JSON names master1 as holder with every backend UP', async () => {
+    const r = await runCli(['status', ...deployArgs(lab.inventoryPath, '--output', 'json')]);
+    assert.equal(r.code, 0, describeRun(r));
+    assert.ok(r.json, `stdout is one JSON document:\n${r.stdout}`);
+    assert.equal(r.json.healthy, true);
+    assert.deepEqual(r.json.vipHolders, ['master1']);
+    assert.deepEqual(r.json.reasons, []);
+    for (const h of r.json.hosts) {
+      assert.deepEqual([h.keepalived, h.haproxy], [{ active: 'active', enabled: 'enabled' }, { active: 'active', enabled: 'enabled' }], h.host);
+      assert.equal(h.vrrpState, h.host === 'master1' ? 'MASTER' : 'BACKUP');
+      assert.equal(h.priority, h.host === 'master1' ? 150 : h.host === 'master2' ? 140 : 130);
+      assert.deepEqual(h.backends.map((b: { name: string; status: string }) => [b.name, b.status]), names.map((n) => [n, 'UP']), h.host);
+      assert.deepEqual(h.drift, []);
+    }
+    const t = await runCli(['status', ...deployArgs(lab.inventoryPath)]);
+    assert.equal(t.code, 0, describeRun(t));
+    assert.match(t.stdout, /^master1\* +active\/enabled +active\/enabled +MASTER +150 +HOLDS VIP +3\/3 UP +none$/m);
+    assert.ok(!t.stdout.includes('\x1b['), 'no colour when stdout is not a terminal');
+    await assertNoLockLeft();
+  });
+
+  it('status with haproxy stopped on master3: exit 1 and the reasons name master3', async () => {
+    try {
+      await stopUnit('master3', 'haproxy');
+      const r = await runCli(['status', ...deployArgs(lab.inventoryPath, '--output', 'json')]);
+      assert.equal(r.code, 1, describeRun(r));
+      assert.equal(r.json.healthy, false);
+      assert.deepEqual(r.json.vipHolders, ['master1']);
+      assert.ok(r.json.reasons.some((x: string) => /haproxy is inactive on master3/.test(x)), r.json.reasons.join('\n'));
+      const m3 = r.json.hosts.find((h: { host: string }) => h.host === 'master3');
+      assert.equal(m3.haproxy.active, 'inactive');
+      assert.ok(m3.problems.length > 0);
+      assert.deepEqual(r.json.hosts.filter((h: { problems: string[] }) => h.problems.length > 0).map((h: { host: string }) => h.host), ['master3']);
+      const t = await runCli(['status', ...deployArgs(lab.inventoryPath)]);
+      assert.equal(t.code, 1, describeRun(t));
+      assert.match(t.stdout, /^DEGRADED \(exit 1\):$/m);
+      assert.match(t.stdout, /^ {2}- haproxy is inactive on master3$/m);
+    } finally {
+      await startUnit('master3', 'haproxy');
+      await converge();
+    }
+  });
 });
