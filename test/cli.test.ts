@@ -40,6 +40,26 @@ describe('kha-deploy command line', () => {
     assert.match(r.stdout, /KHA_BECOME_PASS/);
   });
 
+  it('check and status take the same options as deploy; their usage and inventory errors exit 2 and contact no host', async () => {
+    const inv = inventory('ok2.ini', '[masters]\nm1 ansible_host=127.0.0.1 ansible_port=PORT\n[masters:vars]\nvip=127.0.0.100\n');
+    for (const cmd of ['check', 'status']) {
+      const help = await runCli([cmd, '--help']);
+      assert.equal(help.code, 0, describeRun(help));
+      for (const flag of ['--inventory', '--known-hosts', '--limit', '--output', '--verbose']) assert.ok(help.stdout.includes(flag), `${cmd} --help lacks ${flag}`);
+      const missing = await runCli([cmd]);
+      assert.equal(missing.code, 2, describeRun(missing));
+      assert.match(missing.stderr, /Missing required argument: inventory/);
+      const limit = await runCli([cmd, '-i', inv, '--limit', 'm9', '--output', 'json', '--known-hosts', join(dir, 'kh')]);
+      assert.equal(limit.code, 2, describeRun(limit));
+      assert.equal(limit.json?.exitCode, 2);
+      assert.match(limit.stderr, /unknown master\(s\) m9/);
+    }
+    const r = await runCli(['-i', inv, '--check', '--break-lock', '--known-hosts', join(dir, 'kh')]);
+    assert.equal(r.code, 2, describeRun(r));
+    assert.match(r.stderr, /--check changes nothing/);
+    assert.equal(connections, 0);
+  });
+
   it('a missing -i is a usage error: exit 2 with usage', async () => {
     const r = await runCli([]);
     assert.equal(r.code, 2, describeRun(r));
