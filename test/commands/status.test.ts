@@ -119,3 +119,53 @@ describe('status: table and JSON', () => {
     assert.ok(j.hosts.every((h: { backends: { status: string }[] }) => h.backends.every((b) => b.status === 'UP')));
   });
 });
+
+describe('status: parsing the one command per master', () => {
+  it('facts, the priority on disk and the observation come out of one output; drift from the plan', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { loadPlaybook } = await import('../../src/playbook.js');
+    const { cluster } = await import('../fixtures/facts/cluster.js');
+    const { parseStatus, statusScript } = await import('../../src/commands/status.js');
+    const c = cluster();
+    const playbook = loadPlaybook();
+    const host = c.hosts[0]!;
+    const script = statusScript(c, playbook, host);
+    assert.match(script, /^# kha-deploy status/);
+    assert.ok(script.indexOf('kha-facts 1') < script.indexOf('@@KHA-PRIORITY') && script.indexOf('@@KHA-PRIORITY') < script.indexOf('@@KHA-OBSERVE'));
+    const facts = readFileSync(new URL('../fixtures/facts/vip-held.txt', import.meta.url), 'utf8');
+    const csv = '# pxname,svname,qcur,status,check_status\nkube-master,FRONTEND,,OPEN,\nkube-master,master1,0,UP,L7OK\nkube-master,master2,0,DOWN,* L4CON\nkube-master,BACKEND,0,UP,';
+    const out = [
+      'motd line',
+      facts.trimEnd(),
+      '@@KHA-PRIORITY',
+      '150',
+      '@@KHA-OBSERVE',
+      '2: eth0    inet 10.0.0.11/24 brd 10.0.0.255 scope global eth0',
+      '2: eth0    inet 10.0.0.100/32 scope global eth0',
+      '@@KHA-KUBECTL',
+      'Server Version: v1.30.0',
+      '@@KHA-RC=0',
+      '@@KHA-VRRP',
+      'ActiveState=active',
+      '@@KHA-VRRP-LOG',
+      '(VI_1) Entering MASTER STATE',
+      '@@KHA-SERVE',
+      '200',
+      '@@KHA-STATS',
+      csv,
+      '',
+    ].join('\n');
+    const i = parseStatus(c, playbook, host, out);
+    assert.equal(i.priority, 150);
+    assert.deepEqual(i.observation!.vipOn, ['eth0']);
+    assert.equal(i.observation!.health!.vrrpState, 'MASTER');
+    assert.deepEqual(i.observation!.health!.backends, [
+      { name: 'master1', status: 'UP', checkStatus: 'L7OK' },
+      { name: 'master2', status: 'DOWN', checkStatus: 'L4CON' },
+    ]);
+    assert.ok(i.plan || i.planError);
+    const r = statusReport(c, [i]);
+    assert.equal(r.exitCode, 1);
+    assert.ok(r.reasons.some((x) => /haproxy on master1 sees master2 DOWN \(L4CON\)/.test(x)), r.reasons.join('\n'));
+  });
+});
