@@ -238,6 +238,17 @@ export interface Remote {
   close(): Promise<void>;
 }
 
+/** What every command that talks to the masters is run with: the inventory, the playbook, how to connect, where events go. */
+export interface RunContext {
+  spec: ClusterSpec;
+  playbook: import('./playbook.js').Playbook;
+  /** Hosts to act on (after --limit), in any order; commands order them by spec.order. */
+  hosts: HostSpec[];
+  connect: (host: HostSpec) => Promise<Remote>;
+  emit: (e: RunEvent) => void;
+  signal?: AbortSignal;
+}
+
 /** Events the runner emits; the UI subscribes. The core never prints. */
 export type RunEvent =
   | { type: 'inventory'; spec: ClusterSpec }

@@ -4,16 +4,15 @@
 // releases the lock. The pure part turns plans and file contents into the report, its text and exit code.
 import { createTwoFilesPatch } from 'diff';
 import { hostname, userInfo } from 'node:os';
-import { DeadlineError, HostStepError, KhaError, LockedError, ManyErrors } from '../errors.js';
+import { DeadlineError, HostStepError, KhaError, ManyErrors } from '../errors.js';
 import { FactsParseError, factsScript, parseFacts } from '../facts.js';
 import { planHost } from '../plan.js';
 import type { Playbook } from '../playbook.js';
 import { maskSecrets } from '../report/redact.js';
-import { FLOCK_MISSING_EXIT, LOCKED_EXIT, READY_MARK, lockScript } from '../runner/lock.js';
+import { READY_MARK, lockRefusal, lockScript } from '../runner/lock.js';
 import { FACTS_TIMEOUT_MS } from '../runner/rollout.js';
 import { shellQuote, scriptTag } from '../shell.js';
-import { isSudoPasswordRequired, isSudoPasswordWrong } from '../ssh/command.js';
-import type { ClusterSpec, HostPlan, HostSpec, Remote, RunEvent } from '../types.js';
+import type { ClusterSpec, HostPlan, HostSpec, Remote, RunContext } from '../types.js';
 
 /** Exit code of check when a deploy would change something. */
 export const EXIT_CHANGES_PENDING = 3;
@@ -187,14 +186,7 @@ export function parseReadFiles(host: string, stdout: string): Record<string, str
   return files;
 }
 
-export interface CheckOptions {
-  spec: ClusterSpec;
-  playbook: Playbook;
-  hosts: HostSpec[];
-  connect: (host: HostSpec) => Promise<Remote>;
-  emit: (e: RunEvent) => void;
-  signal?: AbortSignal;
-}
+export type CheckOptions = RunContext;
 
 /** Connect, lock + facts, plan, read differing files, release. Never prints; throws KhaError/ManyErrors naming the hosts. */
 export async function gatherCheck(opts: CheckOptions): Promise<HostCheckInput[]> {
@@ -238,20 +230,7 @@ async function checkHost(h: HostSpec, remote: Remote, spec: ClusterSpec, playboo
     if (err instanceof DeadlineError) throw new DeadlineError(name, 'facts', err.timeoutMs, err.seen ?? '', { what: 'taking the run lock and reading facts' });
     throw err;
   }
-  if (!('release' in held)) {
-    if (held.code === LOCKED_EXIT) {
-      throw new LockedError(name, 'lock', 'another kha-deploy run is working on this master', {
-        seen: held.stderr.trim(),
-        hint: 'wait for the other run to finish, then check again (check never breaks a lock)',
-      });
-    }
-    if (held.code === FLOCK_MISSING_EXIT) throw new HostStepError(name, 'lock', `flock is missing on ${name} (util-linux)`, { seen: held.stderr.trim(), hint: 'install util-linux on the host' });
-    const sudo = isSudoPasswordRequired(held.stderr) || isSudoPasswordWrong(held.stderr);
-    throw new HostStepError(name, 'facts', sudo ? 'sudo on the host did not accept the become credentials' : `reading the host's facts failed (exit ${held.code})`, {
-      seen: (held.stderr || held.stdout).trim(),
-      hint: sudo ? `pass the sudo password with --ask-become-pass or KHA_BECOME_PASS, or give ${h.user} NOPASSWD sudo` : 'the facts command needs a POSIX sh, flock, ip and systemctl on the host',
-    });
-  }
+  if (!('release' in held)) throw lockRefusal(h, held, 'wait for the other run to finish, then check again (check never breaks a lock)');
   try {
     const facts = parseFacts(name, held.output, spec.vip);
     const plan = planHost(spec, h, facts, playbook);

@@ -8,7 +8,10 @@ import { formatError } from '../report/format-error.js';
 import { readSecret } from '../secrets.js';
 import { checkKeyFile } from '../ssh/keys.js';
 import { connect } from '../ssh/session.js';
-import type { HostSpec, Remote } from '../types.js';
+import { loadInventory } from '../inventory/load.js';
+import { loadPlaybook } from '../playbook.js';
+import { textUi } from '../report/text-ui.js';
+import type { ClusterSpec, HostSpec, Remote, RunContext, RunEvent } from '../types.js';
 
 export interface CommonArgs {
   inventory: string;
@@ -113,5 +116,45 @@ export async function withInterrupt<T>(controller: AbortController, work: () => 
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+}
+
+/** What a read-only command (check, status) gathers with, once the inventory and credentials are read. */
+/** What a read-only command (check, status) gathers with: a RunContext whose Ctrl-C signal always exists. */
+export type ReadOnlyContext = RunContext & { signal: AbortSignal };
+
+/**
+ * The shared frame of check and status: load and select (exit 2 before any host), read credentials,
+ * gather under Ctrl-C handling, print the text or ONE JSON document, return the report's exit code.
+ */
+export async function runReadOnly<R extends { exitCode: number }>(
+  args: CommonArgs,
+  work: (ctx: ReadOnlyContext) => Promise<R>,
+  text: (report: R) => string,
+): Promise<number> {
+  const json = args.output === 'json';
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  let spec: ClusterSpec;
+  let hosts: HostSpec[];
+  let creds: Credentials;
+  try {
+    spec = await loadInventory(args.inventory);
+    hosts = selectHosts(spec.hosts, args.limit);
+    creds = await readCredentials(args, hosts);
+  } catch (err) {
+    return fail(err, json);
+  }
+  const lines = textUi(out, args.verbose);
+  // Only -v's commands are shown while gathering: the report comes whole at the end.
+  const emit = json ? () => undefined : (e: RunEvent) => (e.type === 'command' ? lines(e) : undefined);
+  const abort = new AbortController();
+  try {
+    const report = await withInterrupt(abort, () =>
+      work({ spec, hosts, playbook: loadPlaybook(), emit, signal: abort.signal, connect: connector(args, creds, (host, command) => emit({ type: 'command', host, command })) }),
+    );
+    out(json ? JSON.stringify(report, null, 2) : text(report));
+    return report.exitCode;
+  } catch (err) {
+    return fail(err, json);
   }
 }

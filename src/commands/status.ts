@@ -8,7 +8,7 @@ import { planHost } from '../plan.js';
 import type { Playbook } from '../playbook.js';
 import { maskSecrets } from '../report/redact.js';
 import { scriptTag, shellQuote } from '../shell.js';
-import type { ClusterSpec, HostFacts, HostPlan, HostSpec, Remote, RunEvent } from '../types.js';
+import type { ClusterSpec, HostFacts, HostPlan, HostSpec, Remote, RunContext } from '../types.js';
 
 /** What status read from one master (error: it could not be read). */
 export interface HostStatusInput {
@@ -240,14 +240,7 @@ export function parseStatus(spec: ClusterSpec, playbook: Playbook, host: HostSpe
 
 export const STATUS_TIMEOUT_MS = 30_000;
 
-export interface StatusOptions {
-  spec: ClusterSpec;
-  playbook: Playbook;
-  hosts: HostSpec[];
-  connect: (host: HostSpec) => Promise<Remote>;
-  emit: (e: RunEvent) => void;
-  signal?: AbortSignal;
-}
+export type StatusOptions = RunContext;
 
 /** Read every master (in parallel); a master that cannot be read is reported in its input, not thrown. */
 export async function gatherStatus(opts: StatusOptions): Promise<HostStatusInput[]> {

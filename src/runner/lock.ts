@@ -4,6 +4,9 @@
 // staleSeconds, so a silent network cut that leaves sshd's session behind cannot keep the lock for hours.
 import { pgidOfShell } from '../ssh/command.js';
 import { scriptTag, shellQuote } from '../shell.js';
+import { HostStepError, LockedError, type KhaError } from '../errors.js';
+import { isSudoPasswordRequired, isSudoPasswordWrong } from '../ssh/command.js';
+import type { HostSpec, RemoteResult } from '../types.js';
 
 export const LOCK_DIR = '/run/lock';
 export const READY_MARK = '@@KHA-READY';
@@ -135,4 +138,22 @@ function holdWhileFed(stale: number): string[] {
     'fi',
     fallback, // no coreutils timeout: held until EOF, as before heartbeats
   ];
+}
+
+/** Why the lock + facts command ended before its ready marker, as the error an operator can act on. */
+export function lockRefusal(host: Pick<HostSpec, 'name' | 'user'>, res: RemoteResult, lockedHint: string): KhaError {
+  const name = host.name;
+  if (res.code === LOCKED_EXIT) {
+    return new LockedError(name, 'lock', 'another kha-deploy run is working on this master', { seen: res.stderr.trim(), hint: lockedHint });
+  }
+  if (res.code === FLOCK_MISSING_EXIT) {
+    return new HostStepError(name, 'lock', `flock is missing on ${name} (util-linux)`, { seen: res.stderr.trim(), hint: 'install util-linux on the host (it provides flock), then rerun' });
+  }
+  const sudo = isSudoPasswordRequired(res.stderr) || isSudoPasswordWrong(res.stderr);
+  return new HostStepError(name, 'facts', sudo ? 'sudo on the host did not accept the become credentials' : `reading the host's facts failed (exit ${res.code})`, {
+    seen: (res.stderr || res.stdout).trim(),
+    hint: sudo
+      ? `sudo requires a password for ${host.user}: pass it with --ask-become-pass or KHA_BECOME_PASS, or give the user NOPASSWD sudo`
+      : 'the facts command needs a POSIX sh, flock, ip and systemctl on the host',
+  });
 }

@@ -1,16 +1,14 @@
 // The pipeline: connect → lock + facts → plan → packages (parallel) → per host in order: re-read
 // facts, apply, gate → final check. Emits RunEvents; never prints.
 import { hostname, userInfo } from 'node:os';
-import { ConnectError, DeadlineError, GateError, HostKeyError, HostStepError, InterruptedError, KhaError, LockedError, ManyErrors } from '../errors.js';
+import { ConnectError, DeadlineError, GateError, HostKeyError, HostStepError, InterruptedError, KhaError, ManyErrors } from '../errors.js';
 import { HostApplier } from '../apply.js';
 import { FactsParseError, factsScript, parseFacts } from '../facts.js';
 import { preflightReadyz, readyzProbeScript } from '../gates/preflight.js';
 import { waitForGate } from '../gates/wait.js';
 import { planHost, vipInterface } from '../plan.js';
-import type { Playbook } from '../playbook.js';
-import type { ClusterSpec, HeldCommand, HostFacts, HostPlan, HostRecap, HostSpec, Remote, RunEvent, StepStatus } from '../types.js';
-import { isSudoPasswordRequired, isSudoPasswordWrong } from '../ssh/command.js';
-import { FLOCK_MISSING_EXIT, LOCKED_EXIT, READY_MARK, brokenLockOwner, lockScript } from './lock.js';
+import type { HeldCommand, HostFacts, HostPlan, HostRecap, HostSpec, Remote, RunContext, StepStatus } from '../types.js';
+import { READY_MARK, brokenLockOwner, lockRefusal, lockScript } from './lock.js';
 import { gateTiming } from './timing.js';
 
 /** After Ctrl-C a running change gets this long to finish before it is ended on the host. */
@@ -18,14 +16,7 @@ export const COMMAND_GRACE_MS = 1000;
 /** Deadline for reading facts (the lock wait is not part of it: a held lock fails at once). */
 export const FACTS_TIMEOUT_MS = 60_000;
 
-export interface RolloutOptions {
-  spec: ClusterSpec;
-  playbook: Playbook;
-  /** Hosts to act on (after --limit), in any order; the rollout order comes from spec.order. */
-  hosts: HostSpec[];
-  connect: (host: HostSpec) => Promise<Remote>;
-  emit: (e: RunEvent) => void;
-  signal?: AbortSignal;
+export interface RolloutOptions extends RunContext {
   /** --break-lock: end a run lock left by another run (its holder is named in a warning). */
   breakLock?: boolean;
 }
@@ -290,25 +281,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       throw err;
     }
     if (!('release' in held)) {
-      if (held.code === LOCKED_EXIT) {
-        throw new LockedError(name, 'lock', 'another kha-deploy run is working on this master', {
-          seen: held.stderr.trim(),
-          hint: 'wait for the other run to finish: its lock goes away when it ends, dies or stops sending heartbeats (30 s). If you know it is gone, rerun with --break-lock',
-        });
-      }
-      if (held.code === FLOCK_MISSING_EXIT) {
-        throw new HostStepError(name, 'lock', `flock is missing on ${name} (util-linux)`, {
-          seen: held.stderr.trim(),
-          hint: 'install util-linux on the host (it provides flock), then rerun',
-        });
-      }
-      const sudo = isSudoPasswordRequired(held.stderr) || isSudoPasswordWrong(held.stderr);
-      throw new HostStepError(name, 'facts', sudo ? `sudo on the host did not accept the become credentials` : `reading the host's facts failed (exit ${held.code})`, {
-        seen: (held.stderr || held.stdout).trim(),
-        hint: sudo
-          ? `sudo requires a password for ${s.spec.user}: pass it with --ask-become-pass or KHA_BECOME_PASS, or give the user NOPASSWD sudo`
-          : 'the facts command needs a POSIX sh, flock, ip and systemctl on the host',
-      });
+      throw lockRefusal(s.spec, held, 'wait for the other run to finish: its lock goes away when it ends, dies or stops sending heartbeats (30 s). If you know it is gone, rerun with --break-lock');
     }
     s.lock = held;
     const broken = brokenLockOwner(held.output);

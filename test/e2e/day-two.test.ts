@@ -1,7 +1,7 @@
 // Day-two commands on the lab: `check` (what a deploy would do, changing nothing) and `status`
 // (health of every master), asserting on what the hosts show.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { describeRun, runCli } from '../helpers/cli.js';
 import { deployArgs, labInventory } from '../helpers/inventory.js';
 import { hostExec, lab, requireLab, startUnit, stopUnit, vipHolders } from '../helpers/lab.js';
