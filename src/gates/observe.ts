@@ -45,7 +45,7 @@ export interface HealthObservation {
   vrrpState: '' | 'MASTER' | 'BACKUP' | 'FAULT';
   /** keepalived's recent state/track lines: the reason for a FAULT. */
   vrrpLog: string[];
-  /** HTTP status of https://ADDRESS:vip_port/readyz through this master's own haproxy ('000': no answer, '': no curl). */
+  /** HTTP status of https://ADDRESS:vip_port/readyz through this master's own haproxy ('000': no answer, '': no curl); any status is an answer. */
   serveCode: string;
   /** haproxy's view of every apiserver backend; undefined when its monitor did not answer. */
   backends?: BackendView[];
@@ -205,8 +205,10 @@ export function judgeHealth(observations: readonly HostObservation[], holder: st
     } else if (o.host !== holder && h.vrrpState !== 'BACKUP') {
       problems.push({ host: o.host, message: `keepalived on ${o.host} has not reported BACKUP yet (${h.vrrpState || 'no state logged'})`, seen: log });
     }
-    if (h.serveCode !== '200') {
-      const what = h.serveCode === '' ? 'curl is missing there' : h.serveCode === '000' ? 'nothing answered' : `it answered ${h.serveCode}`;
+    // Any HTTP answer proves haproxy forwards to an apiserver (401/403 where anonymous requests are not
+    // allowed, e.g. with haproxy_health_check=tcp); a frozen or unbound haproxy gives none.
+    if (h.serveCode === '' || h.serveCode === '000') {
+      const what = h.serveCode === '' ? 'curl is missing there' : 'nothing answered';
       problems.push({ host: o.host, message: `${o.host}'s own haproxy does not serve: GET /readyz on its own address, port ${vipPort}: ${what}` });
     }
     if (!h.backends) {

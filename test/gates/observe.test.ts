@@ -211,6 +211,11 @@ describe('the load-balancer path (health sections)', () => {
     assert.deepEqual(judgeHealth(obs, 'master1', ['master1'], 8443).map((p) => p.host), ['master1'], 'only the hosts asked about');
   });
 
+  it('judgeHealth: any HTTP answer through the own haproxy counts as serving (401 where anonymous /readyz is refused); silence does not', () => {
+    for (const serve of ['200', '401', '403', '500']) assert.deepEqual(judgeHealth([observe('master1', true, { serve })], 'master1', ['master1'], 8443), [], serve);
+    for (const serve of ['000', '']) assert.equal(judgeHealth([observe('master1', true, { serve })], 'master1', ['master1'], 8443).length, 1, serve);
+  });
+
   it('judgeHealth: the holder must say MASTER, the others BACKUP', () => {
     const wrong = [observe('master1', true, { log: ['(VI-kube-master) Entering BACKUP STATE (init)'] }), observe('master2', false, {})];
     const text = judgeHealth(wrong, 'master1', ['master1', 'master2'], 8443).map((p) => p.message).join('\n');
