@@ -81,12 +81,15 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
   let seen: { holders: string[]; at: string } | undefined;
   let error: unknown;
 
-  /** The VIP must be on the primary (when it is in this run) and kubectl must answer through it on `kubectlOn`. */
-  /** kubectlOn: where kubectl through the VIP must answer; ready: masters that must be able to take over (their keepalived and haproxy run our configs). */
+  /**
+   * The VIP must be on the primary (when it is in this run); kubectl must answer through it on `kubectlOn`;
+   * the masters in `ready` (their keepalived and haproxy run our configs) must be able to take over.
+   */
   const gate = async (role: 'primary' | 'backup' | 'final', id: string, host: string, kubectlOn: string[], ready: string[]) => {
     const primary = states.get(spec.primary);
     const t = gateTiming(playbook, role);
     const probes = new Map(all().map((s) => [s.spec.name, { address: s.spec.address, vipPort: spec.vipPort, monitorPort: spec.haproxyMonitorPort }]));
+    const started = Date.now();
     try {
       const passed = await waitForGate({
         spec,
@@ -124,7 +127,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     } catch (err) {
       if (err instanceof GateError) {
         if (err.holders) seen = { holders: err.holders, at: `${id} (${host})` };
-        gates.push({ host, gate: id, ok: false, elapsedMs: 0 });
+        gates.push({ host, gate: id, ok: false, elapsedMs: Date.now() - started });
         for (const h of err.hosts) states.get(h)?.statuses.push('failed');
       } else if (!opts.signal?.aborted) {
         // A wait cut short by Ctrl-C is not a failed check; a lost connection belongs to its own host.
