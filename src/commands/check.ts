@@ -4,13 +4,11 @@
 // releases the lock. The pure part turns plans and file contents into the report, its text and exit code.
 import { createTwoFilesPatch } from 'diff';
 import { hostname, userInfo } from 'node:os';
-import { DeadlineError, HostStepError, KhaError, ManyErrors } from '../errors.js';
-import { FactsParseError, factsScript, parseFacts } from '../facts.js';
-import { planHost } from '../plan.js';
+import { HostStepError, KhaError, ManyErrors } from '../errors.js';
+import { FactsParseError } from '../facts.js';
 import type { Playbook } from '../playbook.js';
 import { maskSecrets } from '../report/redact.js';
-import { READY_MARK, lockRefusal, lockScript } from '../runner/lock.js';
-import { FACTS_TIMEOUT_MS } from '../runner/rollout.js';
+import { FACTS_TIMEOUT_MS, lockAndPlan, toKhaError } from '../runner/rollout.js';
 import { shellQuote, scriptTag } from '../shell.js';
 import type { ClusterSpec, HostPlan, HostSpec, Remote, RunContext } from '../types.js';
 
@@ -201,7 +199,7 @@ export async function gatherCheck(opts: CheckOptions): Promise<HostCheckInput[]>
         remote = await opts.connect(h);
         return await checkHost(h, remote, spec, playbook, opts.signal);
       } catch (err) {
-        throw wrap(h.name, err);
+        throw toKhaError(h.name, 'check', err);
       } finally {
         await remote?.close().catch(() => undefined);
       }
@@ -212,28 +210,15 @@ export async function gatherCheck(opts: CheckOptions): Promise<HostCheckInput[]>
   return results.map((r) => (r as PromiseFulfilledResult<HostCheckInput>).value);
 }
 
-function wrap(host: string, err: unknown): KhaError {
-  if (err instanceof KhaError) return err;
-  if (err instanceof FactsParseError) {
-    return new HostStepError(host, 'facts', `could not read what ${host} printed: ${err.problem}`, { seen: err.lines.join('\n') });
-  }
-  return new HostStepError(host, 'check', err instanceof Error ? err.message : String(err), { cause: err });
-}
-
 async function checkHost(h: HostSpec, remote: Remote, spec: ClusterSpec, playbook: Playbook, signal?: AbortSignal): Promise<HostCheckInput> {
   const name = h.name;
-  const owner = `kha-deploy check pid ${process.pid} by ${userInfo().username}@${hostname()}`;
-  let held;
+  const { held, facts, plan } = await lockAndPlan(remote, h, spec, playbook, {
+    owner: `kha-deploy check pid ${process.pid} by ${userInfo().username}@${hostname()}`,
+    preflight: false,
+    lockedHint: 'wait for the other run to finish, then check again (check never breaks a lock)',
+    ...(signal ? { signal } : {}),
+  });
   try {
-    held = await remote.hold(lockScript(factsScript(spec, playbook), owner), READY_MARK, { timeoutMs: FACTS_TIMEOUT_MS, ...(signal ? { signal } : {}) });
-  } catch (err) {
-    if (err instanceof DeadlineError) throw new DeadlineError(name, 'facts', err.timeoutMs, err.seen ?? '', { what: 'taking the run lock and reading facts' });
-    throw err;
-  }
-  if (!('release' in held)) throw lockRefusal(h, held, 'wait for the other run to finish, then check again (check never breaks a lock)');
-  try {
-    const facts = parseFacts(name, held.output, spec.vip);
-    const plan = planHost(spec, h, facts, playbook);
     const paths = plan.steps.flatMap((s) => s.ops.flatMap((o) => (o.op === 'write-file' && facts.files[o.path] ? [o.path] : [])));
     let current: Record<string, string | null> = {};
     if (paths.length > 0) {

@@ -7,7 +7,8 @@ import { FactsParseError, factsScript, parseFacts } from '../facts.js';
 import { preflightReadyz, readyzProbeScript } from '../gates/preflight.js';
 import { waitForGate } from '../gates/wait.js';
 import { planHost, vipInterface } from '../plan.js';
-import type { HeldCommand, HostFacts, HostPlan, HostRecap, HostSpec, Remote, RunContext, StepStatus } from '../types.js';
+import type { Playbook } from '../playbook.js';
+import type { ClusterSpec, HeldCommand, HostFacts, HostPlan, HostRecap, HostSpec, Remote, RunContext, StepStatus } from '../types.js';
 import { READY_MARK, brokenLockOwner, lockRefusal, lockScript } from './lock.js';
 import { gateTiming } from './timing.js';
 
@@ -51,7 +52,8 @@ interface HostState {
   unreachable: boolean;
 }
 
-function toKhaError(host: string, step: string, err: unknown): KhaError {
+/** Any error as a KhaError naming the host and step; output the parser could not read is shown, never a stack trace. */
+export function toKhaError(host: string, step: string, err: unknown): KhaError {
   if (err instanceof KhaError) return err;
   if (err instanceof FactsParseError) {
     return new HostStepError(host, step, `could not read what ${host} printed: ${err.problem}`, {
@@ -260,41 +262,59 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
   }
 
   async function lockAndReadFacts(s: HostState): Promise<void> {
-    const name = s.spec.name;
-    // The preflight's anonymous /readyz probe rides along with the facts: no extra command per master.
-    // It runs in the background while the facts are read (a TLS round trip costs as much as all the facts).
-    const facts = factsScript(spec, playbook);
-    const inner =
-      spec.haproxyHealthCheck === 'readyz'
-        ? [
-            'kha_pt=$(mktemp 2>/dev/null) || kha_pt=/tmp/kha-deploy-preflight.$$',
-            `{\n${readyzProbeScript(s.spec.address, spec.apiserverPort)}\n} >"$kha_pt" 2>/dev/null </dev/null &`,
-            'kha_pp=$!',
-            facts,
-            'wait "$kha_pp" || :',
-            'cat "$kha_pt" 2>/dev/null; rm -f "$kha_pt"',
-          ].join('\n')
-        : facts;
-    const script = lockScript(inner, owner(), { breakLock: opts.breakLock === true });
-    let held;
-    try {
-      held = await s.remote!.hold(script, READY_MARK, { timeoutMs: FACTS_TIMEOUT_MS, ...signalOpt });
-    } catch (err) {
-      if (err instanceof DeadlineError) throw new DeadlineError(name, 'facts', err.timeoutMs, err.seen ?? '', { what: 'taking the run lock and reading facts' });
-      throw err;
-    }
-    if (!('release' in held)) {
-      throw lockRefusal(s.spec, held, 'wait for the other run to finish: its lock goes away when it ends, dies or stops sending heartbeats (30 s). If you know it is gone, rerun with --break-lock');
-    }
-    s.lock = held;
-    const broken = brokenLockOwner(held.output);
-    if (broken) emit({ type: 'warning', host: name, message: `--break-lock: ended the run lock held by ${broken}` });
-    try {
-      s.facts = parseFacts(name, held.output, spec.vip);
-      s.plan = planHost(spec, s.spec, s.facts, playbook);
-    } catch (err) {
-      throw toKhaError(name, 'facts', err);
-    }
+    const locked = await lockAndPlan(s.remote!, s.spec, spec, playbook, {
+      owner: owner(),
+      breakLock: opts.breakLock === true,
+      preflight: spec.haproxyHealthCheck === 'readyz',
+      lockedHint: 'wait for the other run to finish: its lock goes away when it ends, dies or stops sending heartbeats (30 s). If you know it is gone, rerun with --break-lock',
+      ...signalOpt,
+    });
+    s.lock = locked.held;
+    s.facts = locked.facts;
+    s.plan = locked.plan;
+    if (locked.brokenOwner) emit({ type: 'warning', host: s.spec.name, message: `--break-lock: ended the run lock held by ${locked.brokenOwner}` });
+  }
+}
+
+/**
+ * Take the run lock and read the facts in one held command (with the preflight's /readyz probe riding
+ * along when asked), then plan. The lock stays held: the caller releases `held`. Deploy and check share it.
+ */
+export async function lockAndPlan(
+  remote: Remote,
+  host: HostSpec,
+  spec: ClusterSpec,
+  playbook: Playbook,
+  o: { owner: string; breakLock?: boolean; preflight: boolean; lockedHint: string; signal?: AbortSignal },
+): Promise<{ held: HeldCommand; facts: HostFacts; plan: HostPlan; brokenOwner?: string }> {
+  const name = host.name;
+  // The probe runs in the background while the facts are read (a TLS round trip costs as much as all the facts).
+  const facts = factsScript(spec, playbook);
+  const inner = o.preflight
+    ? [
+        'kha_pt=$(mktemp 2>/dev/null) || kha_pt=/tmp/kha-deploy-preflight.$$',
+        `{\n${readyzProbeScript(host.address, spec.apiserverPort)}\n} >"$kha_pt" 2>/dev/null </dev/null &`,
+        'kha_pp=$!',
+        facts,
+        'wait "$kha_pp" || :',
+        'cat "$kha_pt" 2>/dev/null; rm -f "$kha_pt"',
+      ].join('\n')
+    : facts;
+  let held;
+  try {
+    held = await remote.hold(lockScript(inner, o.owner, { breakLock: o.breakLock === true }), READY_MARK, { timeoutMs: FACTS_TIMEOUT_MS, ...(o.signal ? { signal: o.signal } : {}) });
+  } catch (err) {
+    if (err instanceof DeadlineError) throw new DeadlineError(name, 'facts', err.timeoutMs, err.seen ?? '', { what: 'taking the run lock and reading facts' });
+    throw err;
+  }
+  if (!('release' in held)) throw lockRefusal(host, held, o.lockedHint);
+  try {
+    const hostFacts = parseFacts(name, held.output, spec.vip);
+    const brokenOwner = brokenLockOwner(held.output);
+    return { held, facts: hostFacts, plan: planHost(spec, host, hostFacts, playbook), ...(brokenOwner ? { brokenOwner } : {}) };
+  } catch (err) {
+    await held.release();
+    throw toKhaError(name, 'facts', err);
   }
 }
 

@@ -61,20 +61,29 @@ export function startCli(args: string[], opts: { env?: Record<string, string>; t
       resolve(res);
     });
   });
-  const waitFor = (re: RegExp, timeoutMs = 120_000) =>
+  const waitFor = waiterOn(listeners, () => combined, () => ended, 'kha-deploy printed');
+  return { child, output: () => combined, waitFor, done };
+}
+
+/**
+ * waitFor(re, timeoutMs) over output that grows: resolves once text() matches `re`, rejects when the
+ * program ended first or after timeoutMs. `listeners` are called on every new chunk and at the end.
+ */
+export function waiterOn(listeners: Set<() => void>, text: () => string, ended: () => boolean, what: string): (re: RegExp, timeoutMs?: number) => Promise<void> {
+  return (re, timeoutMs = 120_000) =>
     new Promise<void>((resolve, reject) => {
       const check = () => {
-        if (re.test(combined)) {
+        if (re.test(text())) {
           cleanup();
           resolve();
-        } else if (ended) {
+        } else if (ended()) {
           cleanup();
-          reject(new Error(`kha-deploy ended before printing ${re}:\n${combined}`));
+          reject(new Error(`the program ended before ${what} ${re}:\n${text()}`));
         }
       };
       const t = setTimeout(() => {
         cleanup();
-        reject(new Error(`timed out waiting for ${re}:\n${combined}`));
+        reject(new Error(`timed out waiting until ${what} ${re}:\n${text()}`));
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(t);
@@ -83,7 +92,6 @@ export function startCli(args: string[], opts: { env?: Record<string, string>; t
       listeners.add(check);
       check();
     });
-  return { child, output: () => combined, waitFor, done };
 }
 
 export function runCli(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {

@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { shellJoin } from '../../src/shell.js';
+import { waiterOn } from './cli.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -43,27 +44,6 @@ export function startCliInPty(args: string[], opts: { cols?: number; rows?: numb
       resolve({ code, screen: stripAnsi(raw), endedAt: Date.now() });
     });
   });
-  const waitFor = (re: RegExp, timeoutMs = 120_000) =>
-    new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (re.test(stripAnsi(raw))) {
-          cleanup();
-          resolve();
-        } else if (ended) {
-          cleanup();
-          reject(new Error(`the CLI ended before the terminal showed ${re}:\n${stripAnsi(raw)}`));
-        }
-      };
-      const t = setTimeout(() => {
-        cleanup();
-        reject(new Error(`timed out waiting for ${re} on the terminal:\n${stripAnsi(raw)}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(t);
-        listeners.delete(check);
-      };
-      listeners.add(check);
-      check();
-    });
+  const waitFor = waiterOn(listeners, () => stripAnsi(raw), () => ended, 'the terminal showed');
   return { screen: () => stripAnsi(raw), type: (b) => child.stdin.write(b), waitFor, done };
 }
