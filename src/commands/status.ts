@@ -242,6 +242,19 @@ export const STATUS_TIMEOUT_MS = 30_000;
 
 export type StatusOptions = RunContext;
 
+/** Read one master over an open connection; throws when it cannot be read. */
+export async function readStatus(remote: Remote, spec: ClusterSpec, playbook: Playbook, host: HostSpec, signal?: AbortSignal): Promise<HostStatusInput> {
+  const res = await remote.run(statusScript(spec, playbook, host), { label: 'read status', timeoutMs: STATUS_TIMEOUT_MS, ...(signal ? { signal } : {}) });
+  if (res.code !== 0) throw new HostStepError(host.name, 'status', `reading the status failed (exit ${res.code})`, { seen: res.stderr.trim() });
+  return parseStatus(spec, playbook, host, res.stdout);
+}
+
+/** Why a master could not be read, for its status line. */
+export function unreadable(host: string, err: unknown): HostStatusInput {
+  const message = err instanceof FactsParseError ? err.message : err instanceof KhaError || err instanceof Error ? err.message : String(err);
+  return { host, error: message };
+}
+
 /** Read every master (in parallel); a master that cannot be read is reported in its input, not thrown. */
 export async function gatherStatus(opts: StatusOptions): Promise<HostStatusInput[]> {
   const { spec, playbook } = opts;
@@ -251,13 +264,10 @@ export async function gatherStatus(opts: StatusOptions): Promise<HostStatusInput
       let remote: Remote | undefined;
       try {
         remote = await opts.connect(h);
-        const res = await remote.run(statusScript(spec, playbook, h), { label: 'read status', timeoutMs: STATUS_TIMEOUT_MS, ...(opts.signal ? { signal: opts.signal } : {}) });
-        if (res.code !== 0) throw new HostStepError(h.name, 'status', `reading the status failed (exit ${res.code})`, { seen: res.stderr.trim() });
-        return parseStatus(spec, playbook, h, res.stdout);
+        return await readStatus(remote, spec, playbook, h, opts.signal);
       } catch (err) {
         if (opts.signal?.aborted) throw err;
-        const message = err instanceof FactsParseError ? err.message : err instanceof KhaError || err instanceof Error ? err.message : String(err);
-        return { host: h.name, error: message };
+        return unreadable(h.name, err);
       } finally {
         await remote?.close().catch(() => undefined);
       }

@@ -320,7 +320,7 @@ export async function lockAndPlan(
 
 let ownerText: string | undefined;
 /** Who this run is, as the lock records it. */
-function owner(): string {
+export function owner(): string {
   ownerText ??= `kha-deploy pid ${process.pid} by ${userInfo().username}@${hostname()}`; // the host's record adds since= and from=
   return ownerText;
 }
