@@ -67,6 +67,16 @@ async function apiserverCase(mode: 'unready' | 'hung'): Promise<FailoverMeasurem
   return m;
 }
 
+/**
+ * While the VIP moves back, only the one request in flight at that instant may fail, and only by a
+ * reset: its connection was made to the interim holder's haproxy, which the VIP no longer reaches
+ * (no connection state is shared between masters). Anything else (a refusal, a timeout, two) fails.
+ */
+function assertFailbackClean(m: FailoverMeasurement, why: string): void {
+  const kinds = Object.keys(m.failback.reasons);
+  assert.ok(m.failback.failed <= 1 && kinds.every((k) => k === 'ECONNRESET'), `requests failed while the VIP came back\n${why}`);
+}
+
 describe('failover on the lab, measured', { concurrency: false }, () => {
   before(async () => {
     await requireLab();
@@ -157,7 +167,7 @@ describe('failover on the lab, measured', { concurrency: false }, () => {
     assert.ok(back <= m.vipMovedMs! + 2000, `the API answered through the VIP again only ${back} ms after haproxy stopped\n${why}`);
     assert.notEqual(m.vipBackMs, null, `the VIP did not come back to ${holder} within 30 s of haproxy running again\n${why}`);
     assert.ok(m.vipBackMs! <= 15_000, why);
-    assert.equal(m.failback.failed, 0, `requests failed while the VIP came back\n${why}`);
+    assertFailbackClean(m, why);
   });
 
   it(`keepalived stopped on the holder: the VIP moves to ${next} within seconds; back on ${holder} after it starts`, async () => {
@@ -175,6 +185,6 @@ describe('failover on the lab, measured', { concurrency: false }, () => {
     assert.ok(back <= m.vipMovedMs! + 2000, `the API answered through the VIP again only ${back} ms after keepalived stopped\n${why}`);
     assert.notEqual(m.vipBackMs, null, why);
     assert.ok(m.vipBackMs! <= 15_000, why);
-    assert.equal(m.failback.failed, 0, `requests failed while the VIP came back\n${why}`);
+    assertFailbackClean(m, why);
   });
 });
