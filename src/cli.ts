@@ -13,16 +13,21 @@ import { runRollout } from './runner/rollout.js';
 import { runCheckCommand } from './commands/check-cli.js';
 import { commonOptions, connector, fail, readCredentials, selectHosts, type CommonArgs } from './commands/common.js';
 import { runStatusCommand } from './commands/status-cli.js';
+import { runVerifyCommand, type VerifyArgs } from './commands/verify-cli.js';
 import type { HostSpec, RunEvent } from './types.js';
 
 export const EXIT_CODES_HELP = `Exit codes:
   0    converged: every master is configured, the VIP is on the primary, kubectl answers through it
-       (check: a deploy would change nothing; status: every master healthy)
+       (check: a deploy would change nothing; status: every master healthy; verify: every check
+       passed; verify --failover: the drill ran and left the cluster as it found it)
   1    a host step or gate failed (the message names host, step, what the host showed, what to do)
-       (status: degraded, the reasons are printed)
+       (status: degraded, the reasons are printed; verify: a check failed; verify --failover: the
+       cluster was not healthy to begin with (nothing changed), or the drill failed: its figures,
+       the cause and whether the cluster was put back are printed)
   2    usage or inventory error, found before any host was contacted
   3    check: a deploy would change something (the changes are printed)
-  130  interrupted (Ctrl-C); no file is left half-written, rerun to converge`;
+  130  interrupted (Ctrl-C); no file is left half-written, rerun to converge (verify --failover:
+       what the drill stopped was started again before exit)`;
 
 const ENV_HELP = `Environment:
   KHA_SSH_PASSPHRASE  passphrase of an encrypted ansible_ssh_private_key_file
@@ -35,13 +40,17 @@ interface DeployArgs extends CommonArgs {
   check: boolean;
 }
 
-type Command = { name: 'deploy'; args: DeployArgs } | { name: 'check'; args: CommonArgs } | { name: 'status'; args: CommonArgs };
+type Command =
+  | { name: 'deploy'; args: DeployArgs }
+  | { name: 'check'; args: CommonArgs }
+  | { name: 'status'; args: CommonArgs }
+  | { name: 'verify'; args: VerifyArgs };
 
 export async function main(argv: string[]): Promise<number> {
   let cmd: Command | undefined;
   const parser = yargs(argv)
     .scriptName('kha-deploy')
-    .usage('Usage: kha-deploy [deploy|check|status] -i INVENTORY [options]\n\nMake a Kubernetes control plane highly available: keepalived + haproxy on every master, one master at a time, primary first, gated on the VIP.')
+    .usage('Usage: kha-deploy [deploy|check|status|verify] -i INVENTORY [options]\n\nMake a Kubernetes control plane highly available: keepalived + haproxy on every master, one master at a time, primary first, gated on the VIP.')
     .command(
       ['deploy', '$0'],
       'install and configure keepalived + haproxy on every master (default command)',
@@ -68,6 +77,17 @@ export async function main(argv: string[]): Promise<number> {
       (y) => commonOptions(y),
       (a) => {
         cmd = { name: 'status', args: a as unknown as CommonArgs };
+      },
+    )
+    .command(
+      'verify',
+      'the checks of a deploy, now: VIP on the expected master, kubectl through it from every master, every haproxy serving. --failover: a measured failover drill that leaves the cluster as found',
+      (y) =>
+        commonOptions(y)
+          .option('failover', { type: 'boolean', default: false, describe: 'drill: stop keepalived, then haproxy, on the VIP holder while probing the API through the VIP; time the VIP move and the API gap both ways; start them again. Needs every master (no --limit) and a healthy cluster' })
+          .option('gate-timeout', { type: 'number', describe: 'seconds the checks may wait for the VIP and kubectl (default 15)' }),
+      (a) => {
+        cmd = { name: 'verify', args: a as unknown as VerifyArgs };
       },
     )
     .epilog(`${EXIT_CODES_HELP}\n\n${ENV_HELP}`)
@@ -100,6 +120,7 @@ export async function main(argv: string[]): Promise<number> {
     return runCheckCommand(cmd.args);
   }
   if (cmd.name === 'status') return runStatusCommand(cmd.args);
+  if (cmd.name === 'verify') return runVerifyCommand(cmd.args);
   return deploy(cmd.args);
 }
 

@@ -252,7 +252,7 @@ export interface RunContext {
 /** Events the runner emits; the UI subscribes. The core never prints. */
 export type RunEvent =
   | { type: 'inventory'; spec: ClusterSpec }
-  | { type: 'phase'; phase: 'connect' | 'facts' | 'packages' | 'rollout' | 'done'; message: string }
+  | { type: 'phase'; phase: 'connect' | 'facts' | 'packages' | 'rollout' | 'done' | 'drill'; message: string }
   | { type: 'host-start'; host: string; role: 'primary' | 'backup' }
   | { type: 'step-start'; host: string; step: string; title: string }
   | { type: 'step-end'; host: string; step: string; title: string; status: StepStatus; detail?: string }
