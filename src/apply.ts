@@ -11,7 +11,18 @@ import { sha256Hex } from './plan.js';
 
 /** Exit code our write script uses when the host's validator rejected the new file. */
 const EXIT_INVALID = 65;
-const BACKUP_INFIX = '.kha-backup-';
+export const BACKUP_INFIX = '.kha-backup-';
+/**
+ * The record of what a managed file was before kha-deploy's first write to it, kept beside it so that
+ * `kha-deploy remove` can put the host back: `PATH.kha-original` is a copy (cp -p: mode, owner and
+ * times too) of the file that was there, `PATH.kha-original-absent` an empty marker saying there was
+ * none. Made by the write script on the first write only (when neither exists), so it costs no extra
+ * command and nothing on a no-op rerun, and later writes never touch it.
+ */
+export const ORIGINAL_SUFFIX = '.kha-original';
+export const ORIGINAL_ABSENT_SUFFIX = '.kha-original-absent';
+/** A line every packaged template renders ("# Rendered by kha-deploy from playbooks/templates/…"): the file is ours. */
+export const RENDERED_MARK = 'Rendered by kha-deploy';
 /** A stdout line `@@KHA-WARN text` of a run op becomes a warning event: the op succeeded, with a caveat. */
 const WARN_PREFIX = '@@KHA-WARN ';
 /** Bounds of the calls that explain or undo a failure: they must not hang a run that already failed. */
@@ -68,6 +79,12 @@ function tempFileLines(path: string): string[] {
   ];
 }
 
+/** The temp name of the original's copy: it matches tempFileLines' leftover pattern, so a crash leaves nothing for long. */
+function originalTmp(path: string): string {
+  const { dir, base } = splitPath(path);
+  return `${shellQuote(dir)}/.${shellQuote(base)}.kha-tmp.original`;
+}
+
 /** Script lines that flush `$tmp` to disk and rename it onto `path`: after a crash the file is whole, old or new. */
 function installTempLines(path: string): string[] {
   return [
@@ -78,7 +95,38 @@ function installTempLines(path: string): string[] {
   ];
 }
 
-/** POSIX sh that writes stdin to a temp file beside `path`, checks it arrived whole, validates, backs up and renames. */
+/**
+ * POSIX sh defining `kha_original FILE KEEP`: what FILE was before kha-deploy's first write to it, for a
+ * FILE without a record (ORIGINAL_SUFFIX / ORIGINAL_ABSENT_SUFFIX). It prints one line:
+ *   `copy SRC`  SRC holds that file (FILE itself when it is not ours, or its oldest backup)
+ *   `absent`    there was no file
+ *   `unknown`   it cannot be told (kha-deploy's own backups were pruned past it)
+ * A file is ours when its name starts with `kha-deploy` or it carries RENDERED_MARK. Without a record
+ * and without backups, a file that is ours was created by kha-deploy (overwriting one leaves a backup),
+ * and one that is not ours is the original. With backups (a host deployed by a kha-deploy that kept no
+ * record), the oldest backup is the original unless it is ours; if it is ours and fewer than KEEP
+ * backups exist, nothing was pruned, so kha-deploy's first write created the file: `absent`.
+ * The write script uses it to make the record on the first write after an upgrade; `kha-deploy remove`
+ * uses it on hosts that still have no record.
+ */
+export function originalInferenceLines(): string[] {
+  return [
+    `kha_ours() { case \${1##*/} in kha-deploy*) return 0 ;; esac; grep -qF ${shellQuote(RENDERED_MARK)} "$1" 2>/dev/null; }`,
+    'kha_original() {',
+    `  kha_on=$(ls -1d "$1"${BACKUP_INFIX}* 2>/dev/null | wc -l | tr -d ' ')`,
+    '  if [ "$kha_on" -gt 0 ]; then',
+    `    kha_oo=$(ls -1d "$1"${BACKUP_INFIX}* 2>/dev/null | sort | head -n 1)`,
+    '    if ! kha_ours "$kha_oo"; then echo "copy $kha_oo"; elif [ "$kha_on" -lt "$2" ]; then echo absent; else echo unknown; fi',
+    '  elif [ -e "$1" ]; then',
+    '    if kha_ours "$1"; then echo absent; else echo "copy $1"; fi',
+    '  else',
+    '    echo absent',
+    '  fi',
+    '}',
+  ];
+}
+
+/** POSIX sh that writes stdin to a temp file beside `path`, checks it arrived whole, validates, keeps the original aside (first write), backs up and renames. */
 export function writeFileScript(op: Extract<Operation, { op: 'write-file' }>, keepBackups: number): string {
   const p = shellQuote(op.path);
   const hash = sha256Hex(op.content);
@@ -93,6 +141,16 @@ export function writeFileScript(op: Extract<Operation, { op: 'write-file' }>, ke
     `echo ${hash}' *'"$tmp" | sha256sum -c --status || { echo 'content arrived incomplete' >&2; exit 66; }`,
     `chmod ${shellQuote(op.mode)} "$tmp"`,
     ...(validate ? [`if ! out=$(${validate} 2>&1); then printf '%s\\n' "$out" >&2; exit ${EXIT_INVALID}; fi`] : []),
+    // The first write keeps what was there before (see ORIGINAL_SUFFIX), through a synced temp copy and
+    // a rename: a crash leaves no half record (the leftover temp name is removed by the next write).
+    `if [ ! -e ${shellQuote(op.path + ORIGINAL_SUFFIX)} ] && [ ! -e ${shellQuote(op.path + ORIGINAL_ABSENT_SUFFIX)} ]; then`,
+    ...originalInferenceLines().map((l) => `  ${l}`),
+    `  kha_w=$(kha_original ${p} ${keepBackups})`,
+    '  case $kha_w in',
+    `    absent) : > ${shellQuote(op.path + ORIGINAL_ABSENT_SUFFIX)} ;;`,
+    `    'copy '*) cp -p "\${kha_w#copy }" ${originalTmp(op.path)}; sync -- ${originalTmp(op.path)} 2>/dev/null || sync; mv -f ${originalTmp(op.path)} ${shellQuote(op.path + ORIGINAL_SUFFIX)} ;;`,
+    '  esac',
+    'fi',
     'backup=',
     // Nanoseconds keep two runs within one second apart; names sort in time order for pruning.
     `if [ -e ${p} ]; then backup=${p}${BACKUP_INFIX}$(date -u +%Y%m%dT%H%M%S.%NZ); cp -p ${p} "$backup"; fi`,

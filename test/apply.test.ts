@@ -47,7 +47,8 @@ describe('writeFileScript', () => {
     assert.equal(readFileSync(join(dir, 'haproxy.cfg'), 'utf8'), 'valid one\n');
     assert.equal(spawnSync('stat', ['-c', '%a', join(dir, 'haproxy.cfg')], { encoding: 'utf8' }).stdout.trim(), '640');
     assert.match(r.stdout, /^backup=$/m);
-    assert.deepEqual(readdirSync(dir), ['haproxy.cfg']);
+    // There was no file: the empty marker says so (kha-deploy remove then deletes ours).
+    assert.deepEqual(readdirSync(dir).sort(), ['haproxy.cfg', 'haproxy.cfg.kha-original-absent']);
   });
 
   it('keeps the previous file as a timestamped backup and prunes old backups', () => {
@@ -94,6 +95,93 @@ describe('writeFileScript', () => {
   });
 });
 
+
+describe('writeFileScript: the file from before the first write is kept aside for kha-deploy remove', () => {
+  const OURS = (v: string) => `valid ${v}\n# Rendered by kha-deploy from playbooks/templates/x.tmpl.\n`;
+  const scratch = () => mkdtempSync(join(tmpdir(), 'kha-orig-'));
+  const list = (dir: string) => readdirSync(dir).filter((f) => !f.includes('.kha-backup-')).sort();
+
+  it('an existing file is copied as FILE.kha-original (content, mode and mtime) on the first write, and never again', () => {
+    const dir = scratch();
+    const p = join(dir, 'haproxy.cfg');
+    writeFileSync(p, 'the distribution default\n', { mode: 0o600 });
+    spawnSync('touch', ['-d', '2020-01-02 03:04:05', p]);
+    const before = statSync(p);
+    assert.equal(write(p, OURS('v1')).status, 0);
+    const orig = join(dir, 'haproxy.cfg.kha-original');
+    assert.equal(readFileSync(orig, 'utf8'), 'the distribution default\n');
+    assert.equal(statSync(orig).mode & 0o777, 0o600);
+    assert.equal(statSync(orig).mtimeMs, before.mtimeMs);
+    // Later writes (past the backup limit: the original's backup is pruned) leave the record alone.
+    for (let i = 2; i <= 6; i++) assert.equal(write(p, OURS(`v${i}`), undefined, 3).status, 0);
+    assert.equal(readFileSync(orig, 'utf8'), 'the distribution default\n');
+    assert.deepEqual(list(dir), ['haproxy.cfg', 'haproxy.cfg.kha-original']);
+  });
+
+  it('no file before: an empty FILE.kha-original-absent, kept as it is by later writes', () => {
+    const dir = scratch();
+    const p = join(dir, 'keepalived.conf');
+    assert.equal(write(p, OURS('v1')).status, 0);
+    assert.equal(write(p, OURS('v2')).status, 0);
+    assert.deepEqual(list(dir), ['keepalived.conf', 'keepalived.conf.kha-original-absent']);
+    assert.equal(readFileSync(join(dir, 'keepalived.conf.kha-original-absent'), 'utf8'), '');
+  });
+
+  it('a write the validator refuses, or whose content arrived incomplete, records nothing', () => {
+    const dir = scratch();
+    const p = join(dir, 'keepalived.conf');
+    writeFileSync(p, 'old\n');
+    assert.equal(write(p, 'broken\n').status, 65);
+    assert.equal(write(p, 'valid whole\n', 'valid wh').status, 66);
+    assert.deepEqual(readdirSync(dir), ['keepalived.conf']);
+  });
+
+  describe('a host deployed by a kha-deploy that kept no record: the first write after the upgrade infers it', () => {
+    it('ours in place, the oldest backup is not ours: that backup is the original', () => {
+      const dir = scratch();
+      const p = join(dir, 'haproxy.cfg');
+      writeFileSync(`${p}.kha-backup-20240101T000000.000000001Z`, 'the distribution default\n');
+      writeFileSync(`${p}.kha-backup-20240102T000000.000000001Z`, OURS('old1'));
+      writeFileSync(p, OURS('old2'));
+      assert.equal(write(p, OURS('new')).status, 0);
+      assert.equal(readFileSync(`${p}.kha-original`, 'utf8'), 'the distribution default\n');
+    });
+
+    it('ours in place without any backup: kha-deploy created it, there was none', () => {
+      const dir = scratch();
+      const p = join(dir, 'keepalived.conf');
+      writeFileSync(p, OURS('old'));
+      assert.equal(write(p, OURS('new')).status, 0);
+      assert.deepEqual(list(dir), ['keepalived.conf', 'keepalived.conf.kha-original-absent']);
+    });
+
+    it('only our own backups, fewer than the limit (nothing pruned): there was none', () => {
+      const dir = scratch();
+      const p = join(dir, 'keepalived.conf');
+      writeFileSync(`${p}.kha-backup-20240101T000000.000000001Z`, OURS('old1'));
+      writeFileSync(p, OURS('old2'));
+      assert.equal(write(p, OURS('new'), undefined, 3).status, 0);
+      assert.deepEqual(list(dir), ['keepalived.conf', 'keepalived.conf.kha-original-absent']);
+    });
+
+    it('only our own backups, as many as the limit (the original may have been pruned): no record, remove says so', () => {
+      const dir = scratch();
+      const p = join(dir, 'keepalived.conf');
+      for (let i = 1; i <= 3; i++) writeFileSync(`${p}.kha-backup-2024010${i}T000000.000000001Z`, OURS(`old${i}`));
+      writeFileSync(p, OURS('old4'));
+      assert.equal(write(p, OURS('new'), undefined, 3).status, 0);
+      assert.deepEqual(list(dir), ['keepalived.conf']);
+    });
+
+    it('a file named kha-deploy-* is ours by its name (the tmpfiles entry carries no mark)', () => {
+      const dir = scratch();
+      const p = join(dir, 'kha-deploy-haproxy.conf');
+      writeFileSync(p, 'valid d /run/haproxy 0755 root root -\n');
+      assert.equal(write(p, 'valid d /run/haproxy 0755 root root -\n# changed\n').status, 0);
+      assert.deepEqual(list(dir), ['kha-deploy-haproxy.conf', 'kha-deploy-haproxy.conf.kha-original-absent']);
+    });
+  });
+});
 
 describe('writeFileScript: fsync and signals', () => {
   it('flushes the temp file (sync -- FILE) before the rename', () => {

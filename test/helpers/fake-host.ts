@@ -29,6 +29,8 @@ import type { ClusterSpec, HeldCommand, HoldOptions, HostSpec, InterfaceFacts, M
 export const UNITS: ManagedUnit[] = ['keepalived', 'haproxy'];
 const STATE_DIR = '/var/lib/kha-deploy';
 const BACKUP_INFIX = '.kha-backup-';
+const ORIGINAL = '.kha-original';
+const ORIGINAL_ABSENT = '.kha-original-absent';
 const TMPFILES_DIRS = ['/etc/tmpfiles.d', '/run/tmpfiles.d', '/usr/lib/tmpfiles.d'];
 export const KNOWN_KINDS = ['lock', 'facts', 'packages', 'rundir', 'write', 'service', 'rollback', 'observe', 'journal', 'neighbour', 'kill', 'preflight'] as const;
 export type CommandKind = (typeof KNOWN_KINDS)[number];
@@ -459,6 +461,12 @@ export class FakeHost {
     const rejected = this.writeRejects.get(path);
     if (rejected !== undefined) return fail(65, rejected + '\n');
     const old = this.files.get(path);
+    // As writeFileScript: the first write keeps what was there (src/apply.ts ORIGINAL_SUFFIX).
+    if (!this.files.has(path + ORIGINAL) && !this.files.has(path + ORIGINAL_ABSENT)) {
+      const o = this.inferOriginal(path);
+      if (o === 'absent') this.files.set(path + ORIGINAL_ABSENT, '');
+      else if (o !== 'unknown') this.files.set(path + ORIGINAL, this.files.get(o.copy)!);
+    }
     let backup = '';
     if (old !== undefined) {
       backup = `${path}${BACKUP_INFIX}${this.cluster.nextBackupStamp()}`;
@@ -466,6 +474,18 @@ export class FakeHost {
     }
     this.files.set(path, c.stdin);
     return ok(`backup=${backup}\n`);
+  }
+
+  /** The rule of src/apply.ts originalInferenceLines, for a file without a record. */
+  inferOriginal(path: string): { copy: string } | 'absent' | 'unknown' {
+    const ours = (p: string) => /^kha-deploy/.test(p.replace(/^.*\//, '')) || (this.files.get(p) ?? '').includes('Rendered by kha-deploy');
+    const backups = this.backups(path);
+    if (backups.length > 0) {
+      if (!ours(backups[0]!)) return { copy: backups[0]! };
+      return backups.length < this.cluster.playbook.backups ? 'absent' : 'unknown';
+    }
+    if (this.files.has(path)) return ours(path) ? 'absent' : { copy: path };
+    return 'absent';
   }
 
   private configPath(unit: ManagedUnit): string {
