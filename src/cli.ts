@@ -85,7 +85,7 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         commonOptions(y)
           .option('failover', { type: 'boolean', default: false, describe: 'drill: stop keepalived, then haproxy, on the VIP holder while probing the API through the VIP; time the VIP move and the API gap both ways; start them again. Needs every master (no --limit) and a healthy cluster' })
-          .option('gate-timeout', { type: 'number', describe: 'seconds the checks may wait for the VIP and kubectl (default 15)' }),
+          .option('gate-timeout', { type: 'number', describe: 'seconds the checks may wait for the VIP and kubectl (default 15); with --failover, for each VIP move and the API (default 30, 60 for the way back)' }),
       (a) => {
         cmd = { name: 'verify', args: a as unknown as VerifyArgs };
       },

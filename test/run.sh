@@ -51,4 +51,6 @@ say "node --test: ${#files[@]} file(s)"
 rc=0
 node --import tsx --test --test-concurrency=1 --test-timeout="${TEST_TIMEOUT_MS:-600000}" "$@" "${files[@]}" || rc=$?
 if [[ -n "${lab_failed:-}" && $rc -eq 0 ]]; then rc=1; fi
+# A failed e2e run ends with the lab's network state: the cause of a split brain is often there.
+if [[ $rc -ne 0 && "$suite" != unit ]]; then bash lab/diagnose.sh || true; fi
 exit "$rc"

@@ -52,7 +52,9 @@ export async function runVerifyCommand(args: VerifyArgs): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    const report = await runDrill({ spec, hosts, playbook: loadPlaybook(), emit, signal: abort.signal, connect: connector(args, creds, (host, command) => emit({ type: 'command', host, command })) });
+    // --gate-timeout bounds each wait of the drill too: the VIP's move, its way back, the API answering.
+    const limits = args.gateTimeout !== undefined ? { moveMs: args.gateTimeout * 1000, backMs: args.gateTimeout * 1000, apiMs: args.gateTimeout * 1000 } : {};
+    const report = await runDrill({ spec, hosts, playbook: loadPlaybook(), emit, limits, signal: abort.signal, connect: connector(args, creds, (host, command) => emit({ type: 'command', host, command })) });
     out(json ? JSON.stringify(report, null, 2) : `\n${drillText(report)}`);
     return report.exitCode;
   } catch (err) {
