@@ -6,6 +6,17 @@ import type { Playbook } from './playbook.js';
 import { scriptTag, shellQuote } from './shell.js';
 import type { ClusterSpec, HostFacts, InterfaceFacts, ManagedUnit, PackageManager, UnitFacts } from './types.js';
 
+// SELinux and firewalld, as the facts read them. Declared here (module augmentation of HostFacts)
+// and optional: facts printed by an older script, and hand-made HostFacts, simply lack them.
+declare module './types.js' {
+  interface HostFacts {
+    /** SELinux mode (getenforce, else /sys/fs/selinux/enforce); null: no SELinux on the host (neither exists). */
+    selinux?: 'enforcing' | 'permissive' | 'disabled' | null;
+    /** firewalld.service is active (systemctl is-active); null: unknown (no systemd). */
+    firewalldRunning?: boolean | null;
+  }
+}
+
 /** Where apply records the sha256 of the config a unit last loaded through kha-deploy (see src/apply.ts). */
 export const STATE_DIR = '/var/lib/kha-deploy';
 export const FACTS_BEGIN = 'kha-facts 1';
@@ -104,6 +115,17 @@ export function factsScript(spec: ClusterSpec, playbook: Playbook): string {
     'kha_f=$(uname -r 2>/dev/null) || kha_f=',
     `kha_f=/boot/config-$kha_f; if [ "$kha_e" = yes ] && [ -r "$kha_f" ] && ! grep -q '^CONFIG_PROC_EVENTS=y' "$kha_f"; then kha_e=no; fi`,
     `printf 'proc.events=%s\\n' "$kha_e"`,
+    // SELinux: getenforce where installed (EL), else the kernel's own switch; neither: no SELinux.
+    'kha_s=',
+    "if command -v getenforce >/dev/null 2>&1; then kha_s=$(getenforce 2>/dev/null | tr 'A-Z' 'a-z') || kha_s=",
+    "elif [ -r /sys/fs/selinux/enforce ]; then case $(cat /sys/fs/selinux/enforce 2>/dev/null) in 1) kha_s=enforcing ;; 0) kha_s=permissive ;; esac",
+    'fi',
+    "case $kha_s in enforcing | permissive | disabled) ;; *) kha_s= ;; esac",
+    `printf 'selinux=%s\\n' "$kha_s"`,
+    // firewalld running; systemctl prints nothing without systemd (unknown).
+    'kha_s=$(systemctl is-active firewalld.service 2>/dev/null) || :',
+    "case $kha_s in active | reloading) kha_s=yes ;; '') ;; *) kha_s=no ;; esac",
+    `printf 'firewalld=%s\\n' "$kha_s"`,
     // Whether the config on disk already has the serving check: keepalived < 2.2.5 must not get it by reload.
     `if [ -f ${q(playbook.files.keepalived.path)} ]; then if grep -q chk_haproxy_serving ${q(playbook.files.keepalived.path)} 2>/dev/null; then echo keepalived.serving_check=yes; else echo keepalived.serving_check=no; fi; fi`,
     `for kha_f in ${managedPaths(playbook).map(q).join(' ')}; do`,
@@ -155,9 +177,11 @@ const KEYS = new Set([
   'rundir.tmpfiles',
   'pkg.interrupted',
   'keepalived.serving_check',
+  'selinux',
+  'firewalld',
 ]);
-/** Keys a host may leave out (the fact does not apply there). */
-const OPTIONAL_KEYS = new Set(['os.id', 'os.id_like', 'pkg.interrupted', 'keepalived.serving_check']);
+/** Keys a host may leave out (the fact does not apply there, or an older script did not print it). */
+const OPTIONAL_KEYS = new Set(['os.id', 'os.id_like', 'pkg.interrupted', 'keepalived.serving_check', 'selinux', 'firewalld']);
 const SECTIONS = new Set(['unit.keepalived', 'unit.haproxy', 'ip-addr', 'ip-route']);
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -322,6 +346,8 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
   const dev = routeDev(sections.get('ip-route')!);
   const routeInterface = vipOn.find((n) => n !== 'lo') ?? (dev !== null && dev !== 'lo' ? dev : null);
 
+  const selinux = kv.get('selinux');
+  if (selinux !== undefined && !['enforcing', 'permissive', 'disabled', ''].includes(selinux)) throw new FactsParseError(host, 'unexpected line', [`selinux=${selinux}`]);
   const applied = (u: ManagedUnit): string | null => {
     const v = kv.get(`applied.${u}`)!;
     return SHA256.test(v) ? v : null;
@@ -337,6 +363,8 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
     haproxyVersion: version(kv.get('haproxy.version')!),
     haproxyPromex: tri(host, 'haproxy.promex', kv.get('haproxy.promex')!),
     procEvents: tri(host, 'proc.events', kv.get('proc.events')!),
+    ...(selinux !== undefined ? { selinux: selinux === '' ? null : (selinux as 'enforcing' | 'permissive' | 'disabled') } : {}),
+    ...(kv.has('firewalld') ? { firewalldRunning: tri(host, 'firewalld', kv.get('firewalld')!) } : {}),
     pkgInterrupted: kv.get('pkg.interrupted') === 'yes',
     files,
     applied: { keepalived: applied('keepalived'), haproxy: applied('haproxy') },

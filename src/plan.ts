@@ -78,6 +78,30 @@ function unitOps(unit: ManagedUnit, r: Rendered, facts: HostFacts, host: string)
   return { ops, reasons };
 }
 
+/**
+ * SELinux enforcing and firewalld running: both break the HA pair in ways the gates would only
+ * report as symptoms (every backend DOWN; the VIP on every master). kha-deploy changes neither
+ * policy: it names the commands for the operator to run on that master.
+ */
+export function securityWarnings(spec: ClusterSpec, host: HostSpec, facts: HostFacts): string[] {
+  const out: string[] = [];
+  if (facts.selinux === 'enforcing') {
+    out.push(
+      `SELinux is enforcing on ${host.name}: haproxy may then bind and connect only to the ports the policy labels for it, so its ` +
+        `connections to the apiservers' :${spec.apiserverPort} can be refused (every backend DOWN) and its monitor :${spec.haproxyMonitorPort} may not bind. ` +
+        `kha-deploy does not change SELinux settings; run on ${host.name}: setsebool -P haproxy_connect_any 1`,
+    );
+  }
+  if (facts.firewalldRunning === true) {
+    out.push(
+      `firewalld runs on ${host.name}: it drops VRRP (IP protocol 112) unless allowed, and then every master takes the VIP (split brain); ` +
+        `clients need :${spec.vipPort}/tcp. kha-deploy does not change firewall rules; run on ${host.name}: ` +
+        `firewall-cmd --permanent --add-rich-rule='rule protocol value="vrrp" accept' && firewall-cmd --permanent --add-port=${spec.vipPort}/tcp && firewall-cmd --reload`,
+    );
+  }
+  return out;
+}
+
 /** Plan one master. Throws (plain Error) when the host cannot be planned: no interface, no package manager, masked unit. */
 export function planHost(spec: ClusterSpec, host: HostSpec, facts: HostFacts, playbook: Playbook): HostPlan {
   const iface = vipInterface(host, facts);
@@ -130,5 +154,6 @@ export function planHost(spec: ClusterSpec, host: HostSpec, facts: HostFacts, pl
           `(the VIP moves to another master) and rerun kha-deploy, which starts it with the check`,
       ]
     : [];
+  warnings.push(...securityWarnings(spec, host, facts));
   return { host: host.name, steps: playbook.steps.map((s) => ({ ...build[s.id](), timeoutMs: s.timeoutSeconds * 1000 })), warnings };
 }

@@ -77,6 +77,18 @@ describe('parseFacts on fixtures', () => {
     assert.equal(f.runDirPersistent, false);
   });
 
+  it('Rocky 9 with SELinux enforcing and firewalld running; facts from an older script say nothing of either', () => {
+    const f = parseFacts('master3', fixture('rocky9-selinux-firewalld.txt'), VIP);
+    assert.equal(f.selinux, 'enforcing');
+    assert.equal(f.firewalldRunning, true);
+    const old = parseFacts('master3', fixture('rocky9-dnf.txt'), VIP);
+    assert.equal('selinux' in old, false);
+    assert.equal('firewalldRunning' in old, false);
+    // Everything else reads the same.
+    const { selinux: _s, firewalldRunning: _f, ...rest } = f;
+    assert.deepEqual(rest, old);
+  });
+
   it('CentOS 7: yum, installed but disabled/failed units, a two-line route output', () => {
     const f = parseFacts('master1', fixture('centos7-yum.txt'), VIP);
     assert.equal(f.osId, 'centos');
@@ -187,6 +199,19 @@ describe('parseFacts details', () => {
     assert.equal(parseFacts('m', base, VIP).keepalivedServingCheck, null);
   });
 
+  it('reads selinux (empty: no SELinux) and firewalld (empty: unknown); refuses another SELinux mode', () => {
+    const read = (sel: string, fw: string) => {
+      const f = parseFacts('m', base.replace('rundir=no', `rundir=no\nselinux=${sel}\nfirewalld=${fw}`), VIP);
+      return [f.selinux, f.firewalldRunning];
+    };
+    assert.deepEqual(read('enforcing', 'yes'), ['enforcing', true]);
+    assert.deepEqual(read('permissive', 'no'), ['permissive', false]);
+    assert.deepEqual(read('disabled', ''), ['disabled', null]);
+    assert.deepEqual(read('', 'no'), [null, false]);
+    assert.throws(() => read('Enforcing', 'no'), /unexpected line: "selinux=Enforcing"/);
+    assert.throws(() => read('enforcing', 'maybe'), /unexpected line: "firewalld=maybe"/);
+  });
+
   it('tolerates CRLF line ends and leading blank lines', () => {
     assert.deepEqual(parseFacts('m', `\n${base.replace(/\n/g, '\r\n')}`, VIP), parseFacts('m', base, VIP));
   });
@@ -256,6 +281,38 @@ describe('factsScript', () => {
       assert.deepEqual(run('Keepalived v1.3.5 (03/19,2017), git commit v1.3.5-6-g6fa32f2', 'HA-Proxy version 1.5.18 2016/05/10\nCopyright 2000-2016 Willy Tarreau'), ['1.3.5', '1.5.18', false]);
       assert.deepEqual(run('Keepalived v1:1.3.9 (10/21,2017)', 'HAProxy version 2.0.33 2023/07/25\nAvailable services :\n\tprometheus-exporter'), ['1.3.9', '2.0.33', true]);
       assert.deepEqual(run('something else', 'nothing useful'), [null, null, false]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads SELinux from getenforce, else from /sys/fs/selinux/enforce, and firewalld from systemctl is-active (stubs)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kha-facts-sec-'));
+    try {
+      const enforce = join(dir, 'enforce');
+      const run = (opts: { getenforce?: string; enforce?: string; firewalld?: string }) => {
+        rmSync(join(dir, 'getenforce'), { force: true });
+        rmSync(join(dir, 'systemctl'), { force: true });
+        rmSync(enforce, { force: true });
+        if (opts.getenforce !== undefined) writeFileSync(join(dir, 'getenforce'), `#!/bin/sh\necho ${opts.getenforce}\n`, { mode: 0o755 });
+        if (opts.enforce !== undefined) writeFileSync(enforce, `${opts.enforce}\n`);
+        // systemctl answers is-active for firewalld only (no firewalld: as without systemd, nothing);
+        // the unit sections stay empty (unknown).
+        const answer = opts.firewalld === undefined ? '' : `if [ "$1" = is-active ] && [ "$2" = firewalld.service ]; then echo ${opts.firewalld}; [ ${opts.firewalld} = active ]; exit; fi\n`;
+        writeFileSync(join(dir, 'systemctl'), `#!/bin/sh\n${answer}exit 1\n`, { mode: 0o755 });
+        // This machine's own getenforce and SELinux switch, if any, are out of the way: only the stubs count.
+        const s = script.replace('command -v getenforce', `command -v ${dir}/getenforce`).replaceAll('/sys/fs/selinux/enforce', enforce);
+        assert.notEqual(s, script);
+        const out = execFileSync('sh', ['-eu', '-c', s], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:/usr/bin:/bin` } });
+        const f = parseFacts('local', out, spec.vip);
+        return [f.selinux, f.firewalldRunning];
+      };
+      assert.deepEqual(run({ getenforce: 'Enforcing', firewalld: 'active' }), ['enforcing', true]);
+      assert.deepEqual(run({ getenforce: 'Permissive', enforce: '1', firewalld: 'inactive' }), ['permissive', false], 'getenforce wins');
+      assert.deepEqual(run({ getenforce: 'Disabled', firewalld: 'unknown' }), ['disabled', false]);
+      assert.deepEqual(run({ enforce: '1', firewalld: 'failed' }), ['enforcing', false]);
+      assert.deepEqual(run({ enforce: '0' }), ['permissive', null], 'no systemd: firewalld unknown');
+      assert.deepEqual(run({}), [null, null]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

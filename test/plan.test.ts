@@ -71,6 +71,36 @@ describe('planHost on keepalived < 2.2.5', () => {
   });
 });
 
+describe('planHost: SELinux enforcing, firewalld running', () => {
+  it('warns with the exact commands to run on that master, and plans nothing more for it', () => {
+    const spec = cluster();
+    const facts: HostFacts = { ...converged(spec), selinux: 'enforcing', firewalldRunning: true };
+    const plan = planHost(spec, host(spec, 'master1'), facts, playbook);
+    assert.equal(plan.warnings.length, 2, plan.warnings.join('\n'));
+    assert.match(plan.warnings[0]!, /^SELinux is enforcing on master1: .*:6443 .* run on master1: setsebool -P haproxy_connect_any 1$/);
+    assert.ok(
+      plan.warnings[1]!.endsWith(
+        `run on master1: firewall-cmd --permanent --add-rich-rule='rule protocol value="vrrp" accept' && firewall-cmd --permanent --add-port=8443/tcp && firewall-cmd --reload`,
+      ),
+      plan.warnings[1],
+    );
+    assert.match(plan.warnings[1]!, /^firewalld runs on master1: it drops VRRP \(IP protocol 112\)/);
+    // Converged otherwise: the warnings change nothing on the host.
+    for (const s of plan.steps) assert.deepEqual(s.ops, [], s.id);
+  });
+  it('says nothing for SELinux permissive or disabled, firewalld stopped, or facts that do not know', () => {
+    const spec = cluster();
+    for (const extra of [{ selinux: 'permissive', firewalldRunning: false }, { selinux: 'disabled', firewalldRunning: null }, { selinux: null }, {}] as Partial<HostFacts>[]) {
+      assert.deepEqual(planHost(spec, host(spec, 'master1'), { ...converged(spec), ...extra }, playbook).warnings, [], JSON.stringify(extra));
+    }
+  });
+  it('names the inventory\'s vip_port in the firewall command', () => {
+    const spec = { ...cluster(), vipPort: 9443 };
+    const plan = planHost(spec, host(spec, 'master2'), { ...freshFacts('master2'), firewalldRunning: true }, playbook);
+    assert.match(plan.warnings.join('\n'), /firewall-cmd --permanent --add-port=9443\/tcp && firewall-cmd --reload$/);
+  });
+});
+
 describe('planHost', () => {
   it('fresh host: every step has work, in playbook order', () => {
     const spec = cluster();
