@@ -16,6 +16,12 @@ HOSTS=(master1 master2 master3)
 declare -A HOST_IP=([master1]=172.16.86.11 [master2]=172.16.86.12 [master3]=172.16.86.13)
 BASE_IMAGE=kha-lab-base:bookworm
 HOST_IMAGE=kha-lab-host
+# RPM family (lab/image-rpm, lab/rpm): hosts with dnf + rpm instead of apt, and their repository.
+RPM_HOST_IMAGE=kha-lab-host-rpm
+RPM_REPO_IMAGE=kha-lab-rpmrepo
+RPM_REPO_SERVICE=rpmrepo
+RPM_REPO_IP=172.16.86.20
+RPM_REPO_PORT=8080
 ACNG_PORT=3142
 RUN_DIR=/run/kha-lab            # PID files of the daemons the lab starts
 LOG_DIR=/var/log/kha-lab
@@ -248,6 +254,65 @@ prune_host_images() {
     [[ "$tag" == "$keep" || "$tag" == latest ]] && continue
     docker rmi "$HOST_IMAGE:$tag" >/dev/null 2>&1 || true
   done
+}
+
+# RPM-family images, both from lab/image-rpm/Dockerfile FROM the current host image:
+# kha-lab-rpmrepo:<hash> (the repository with the keepalived, haproxy and curl RPMs that
+# lab/rpm/build.sh makes from Debian's binaries) and kha-lab-host-rpm:<hash> (dnf + rpm, no apt),
+# each also tagged :latest; rebuilt only when lab/image-rpm/*, lab/rpm/* or the host image change.
+build_rpm_images() {
+  local ctx hash have host_tag proxy t0
+  host_tag=$(docker image inspect -f '{{index .Config.Labels "kha.lab.inputs"}}' "$HOST_IMAGE:latest" 2>/dev/null) || true
+  [[ -n "$host_tag" ]] && image_exists "$HOST_IMAGE:$host_tag" || die "no $HOST_IMAGE image to build the RPM-family images from (build_host_image first)"
+  mkdir -p "$LOG_DIR"
+  ctx=$(mktemp -d /tmp/kha-lab-rpm-ctx.XXXXXX)
+  cp "$LAB_DIR"/image-rpm/* "$ctx"/
+  mkdir "$ctx/rpm" && cp "$LAB_DIR"/rpm/* "$ctx/rpm/"
+  hash=$({ docker image inspect -f '{{.Id}}' "$HOST_IMAGE:$host_tag"; (cd "$ctx" && find . -type f -print0 | sort -z | xargs -0 sha256sum); } | sha256sum | cut -c1-16)
+  have=$(docker image inspect -f '{{index .Config.Labels "kha.lab.inputs"}}' "$RPM_HOST_IMAGE:latest" 2>/dev/null || true)
+  if [[ "$have" == "$hash" && "$(docker image inspect -f '{{index .Config.Labels "kha.lab.inputs"}}' "$RPM_REPO_IMAGE:latest" 2>/dev/null)" == "$hash" ]]; then
+    rm -rf "$ctx"; return 0
+  fi
+  log "building $RPM_REPO_IMAGE:$hash and $RPM_HOST_IMAGE:$hash (RPMs from Debian's binaries; log: $LOG_DIR/rpm-image-build.log)"
+  proxy=$(apt_proxy_for_build)
+  t0=$(date +%s)
+  : >"$LOG_DIR/rpm-image-build.log"
+  local target image
+  for target in repo host; do
+    if [[ $target == repo ]]; then image=$RPM_REPO_IMAGE; else image=$RPM_HOST_IMAGE; fi
+    DOCKER_BUILDKIT=0 docker build --network host --build-arg "APT_PROXY=$proxy" --build-arg "HOST_IMAGE=$HOST_IMAGE:$host_tag" \
+        --target "$target" --label "kha.lab.inputs=$hash" -t "$image:$hash" -t "$image:latest" "$ctx" 2>&1 \
+      | tee -a "$LOG_DIR/rpm-image-build.log" \
+      | sed -u -n -e 's/^\(Step [0-9]*\/[0-9]* : .\{0,90\}\).*/  [build-rpm] \1/p' -e 's/^\(== .*\)/  [build-rpm] \1/p' >&2 || true
+    if ! image_exists "$image:$hash"; then
+      tail -30 "$LOG_DIR/rpm-image-build.log" >&2
+      rm -rf "$ctx"
+      die "building $image failed (full log: $LOG_DIR/rpm-image-build.log)"
+    fi
+  done
+  rm -rf "$ctx"
+  log "built $RPM_REPO_IMAGE:$hash and $RPM_HOST_IMAGE:$hash in $(($(date +%s) - t0)) s"
+  local img tag
+  for img in "$RPM_REPO_IMAGE" "$RPM_HOST_IMAGE"; do
+    for tag in $(docker images "$img" --format '{{.Tag}}'); do
+      [[ "$tag" == "$hash" || "$tag" == latest ]] && continue
+      docker rmi "$img:$tag" >/dev/null 2>&1 || true
+    done
+  done
+}
+
+# The image a host's container runs ("" when there is no container).
+host_image_of() { docker inspect -f '{{.Config.Image}}' "$(container_of "$1")" 2>/dev/null || true; }
+
+# Waits until the RPM repository answers on the lab network (from this machine, the gateway).
+wait_rpm_repo() {
+  local i
+  for i in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/$RPM_REPO_IP/$RPM_REPO_PORT") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  docker logs --tail 20 "$(container_of "$RPM_REPO_SERVICE")" >&2 || true
+  die "the RPM repository does not answer on $RPM_REPO_IP:$RPM_REPO_PORT"
 }
 
 # ---------------------------------------------------------------------------------------------
