@@ -14,14 +14,18 @@ export interface HostSpec {
   priority: number;
   /** vip_interface from the inventory; undefined = detect from the host's route to the VIP. */
   vipInterface?: string;
-  /** 1-based line of the host in the inventory file. */
+  /** ansible_ssh_common_args, carried as written; not used yet (no ProxyJump support). */
+  sshCommonArgs?: string;
+  /** 1-based line of the host's first definition in the inventory file. */
   line: number;
+  /** The file that line is in, when not ClusterSpec.file (an inventory directory, YAML). */
+  file?: string;
 }
 
 /** The validated inventory: everything the run needs, nothing of other tools' variables. */
 export interface ClusterSpec {
   file: string;
-  /** The group the masters came from: masters | kube_master | kube_control_plane. */
+  /** The group the masters came from: masters | kube_master | kube-master | kube_control_plane. */
   group: string;
   vip: string;
   family: 4 | 6;
@@ -68,6 +72,8 @@ export interface ClusterSpec {
   primary: string;
   /** Plain words: which master is the primary and why. */
   primaryReason: string;
+  /** To say once before the run (e.g. ansible.cfg settings kha-deploy does not honour); absent when none. */
+  warnings?: string[];
 }
 
 export type PackageManager = 'apt' | 'dnf' | 'yum';

@@ -1,8 +1,11 @@
 // The variables kha-deploy reads, their defaults, and the typo check that keeps a misspelt one
 // (vip_prot=…) from being silently ignored while a default is used instead.
 
-/** Groups that may hold the masters: ours, kubeasz's and kubespray's. */
-export const MASTER_GROUPS = ['masters', 'kube_master', 'kube_control_plane'] as const;
+/** Groups that may hold the masters: ours, kubeasz's (kube-master before 2021, kube_master since) and kubespray's. */
+export const MASTER_GROUPS = ['masters', 'kube_master', 'kube-master', 'kube_control_plane'] as const;
+
+/** kubeasz's load-balancer groups: [lb] (2018), [ex-lb] (2019), [ex_lb] (since 2021). */
+export const LB_GROUPS = ['lb', 'ex-lb', 'ex_lb'] as const;
 
 /** Must be identical on every master (one keepalived VRRP instance, one haproxy frontend). */
 export const CLUSTER_VARS = [
@@ -34,6 +37,7 @@ export const HOST_VARS = [
   'ansible_become_method',
   'priority',
   'vip_interface',
+  'ansible_ssh_common_args',
 ] as const;
 
 export type ClusterVar = (typeof CLUSTER_VARS)[number];
@@ -49,6 +53,25 @@ export const ALIASES: Readonly<Record<string, KnownVar>> = {
   ansible_ssh_user: 'ansible_user',
   ansible_private_key_file: 'ansible_ssh_private_key_file',
 };
+
+/**
+ * kubeasz's names for the same settings (its hosts files, unchanged). KUBE_APISERVER (its port is
+ * vip_port) and LB_ROLE (master = the primary) are read by validate.ts itself.
+ */
+export const KUBEASZ_NAMES: Readonly<Record<string, KnownVar>> = {
+  MASTER_IP: 'vip',
+  EX_APISERVER_VIP: 'vip',
+  EX_APISERVER_PORT: 'vip_port',
+  SECURE_PORT: 'apiserver_port',
+  LB_IF: 'vip_interface',
+  ROUTER_ID: 'virtual_router_id',
+};
+
+/** Every name read as `name`, ours first: when two are set they must agree. */
+export function spellings(name: KnownVar): string[] {
+  const other = (m: Readonly<Record<string, KnownVar>>) => Object.keys(m).filter((k) => m[k] === name);
+  return [name, ...other(ALIASES), ...other(KUBEASZ_NAMES)];
+}
 
 export const DEFAULTS = {
   ansible_port: 22,
@@ -91,7 +114,7 @@ const NOT_TYPOS = new Set([
 /** The canonical name of a variable we read, or undefined. */
 export function canonicalName(key: string): KnownVar | undefined {
   if ((KNOWN_VARS as readonly string[]).includes(key)) return key as KnownVar;
-  return ALIASES[key];
+  return ALIASES[key] ?? KUBEASZ_NAMES[key];
 }
 
 /** Optimal string alignment distance: Levenshtein plus adjacent transposition (vip_prot → vip_port = 1). */
@@ -116,7 +139,7 @@ export function editDistance(a: string, b: string): number {
  * (so kubespray's `ip` is not taken for `vip`), distance 2 only between names of 8+ characters.
  */
 export function suggestVariable(key: string): string[] {
-  if (canonicalName(key) || NOT_TYPOS.has(key)) return [];
+  if (canonicalName(key) || NOT_TYPOS.has(key) || key === 'KUBE_APISERVER' || key === 'LB_ROLE') return [];
   const k = key.toLowerCase();
   if (k.length < 3) return [];
   let best = Infinity;

@@ -3,12 +3,17 @@
 // `m1 ansible_host=1.2.3.4 priority=150` becomes one key), cuts values at ';'/'#', turns true/false
 // into booleans, lets repeated keys overwrite and nests [a.b] — none of which is Ansible's format.
 import type { InventoryProblem } from '../errors.js';
+import { expandHostPattern } from './ranges.js';
+import { decodeIniValue } from './values.js';
 
-/** One `key=value` as written (value unquoted), with its 1-based line. */
+/** One `key=value` with its 1-based line: the text kha-deploy checks, and the value Ansible sees. */
 export interface RawVar {
   key: string;
+  /** Quotes removed, otherwise as written (YAML: the scalar as text). */
   value: string;
   line: number;
+  /** What Ansible makes of it (literal_eval for INI, the YAML value); undefined = same as value. */
+  typed?: unknown;
 }
 
 /** One host line: `name key=value …`. */
@@ -86,11 +91,10 @@ export function splitWords(text: string): Words {
   return words;
 }
 
-/** A [g:vars] value: one (possibly quoted) word; otherwise kept as written, like Ansible does. */
-function varValue(text: string): string {
-  const words = splitWords(text);
-  if (Array.isArray(words) && words.length <= 1) return words[0] ?? '';
-  return text.replace(/\s+#.*$/, '');
+/** key=value with Ansible's reading of the value (a `# comment` after an unquoted value stays part of it, as in Ansible). */
+function rawVar(key: string, written: string, line: number): RawVar {
+  const d = decodeIniValue(written);
+  return d.typed === d.text ? { key, value: d.text, line } : { key, value: d.text, line, typed: d.typed };
 }
 
 /** The leading name of a line that could not be parsed, for the problem's `variable` (never its value). */
@@ -112,6 +116,10 @@ export function parseInventoryText(text: string, file: string): RawInventory {
   // Current section: which group and what kind; null after a malformed header (its lines are skipped).
   let section: { group: RawGroup; kind: 'hosts' | 'vars' | 'children' } | null = null;
   let implicit = true;
+  // As Ansible: a group is defined by [g] or [g:children]; [g:vars] or a child reference alone is an error.
+  const defined = new Set(['all', 'ungrouped']);
+  const varsOnly: { name: string; line: number }[] = [];
+  const childRefs: { parent: string; name: string; line: number }[] = [];
 
   const lines = text.replace(/^\uFEFF/, '').split(/\r\n|\n|\r/);
   lines.forEach((rawLine, idx) => {
@@ -119,7 +127,8 @@ export function parseInventoryText(text: string, file: string): RawInventory {
     const trimmed = rawLine.trim();
     if (trimmed === '' || trimmed.startsWith('#') || trimmed.startsWith(';')) return;
 
-    if (trimmed.startsWith('[')) {
+    // As Ansible: a line is a header when it looks like one; `[2001:db8::1]:22` is a host.
+    if (trimmed.startsWith('[') && !/^\[[^\]]*\]:[0-9]+(\s|$)/.test(trimmed)) {
       implicit = false;
       const m = HEADER.exec(trimmed);
       const kind = m?.[2] ?? 'hosts';
@@ -135,6 +144,8 @@ export function parseInventoryText(text: string, file: string): RawInventory {
       }
       const g = group(m[1]!, line);
       if (kind === 'vars') g.varsLine ??= line;
+      if (kind === 'vars') varsOnly.push({ name: g.name, line });
+      else defined.add(g.name);
       section = { group: g, kind: kind as 'hosts' | 'vars' | 'children' };
       return;
     }
@@ -149,7 +160,7 @@ export function parseInventoryText(text: string, file: string): RawInventory {
         problems.push({ line, ...leadingName(trimmed), message: `expected key=value in [${section.group.name}:vars]` });
         return;
       }
-      section.group.vars.push({ key, value: varValue(trimmed.slice(eq + 1).trim()), line });
+      section.group.vars.push(rawVar(key, trimmed.slice(eq + 1), line));
       return;
     }
 
@@ -162,7 +173,10 @@ export function parseInventoryText(text: string, file: string): RawInventory {
 
     if (section.kind === 'children') {
       if (words.length !== 1) problems.push({ line, ...leadingName(trimmed), message: `expected one group name per line in [${section.group.name}:children]` });
-      else section.group.children.push({ name: words[0]!, line });
+      else {
+        section.group.children.push({ name: words[0]!, line });
+        childRefs.push({ parent: section.group.name, name: words[0]!, line });
+      }
       return;
     }
 
@@ -183,9 +197,22 @@ export function parseInventoryText(text: string, file: string): RawInventory {
         problems.push({ line, variable: name, message: `expected key=value after host ${name}, found a word without '='` });
         continue;
       }
-      vars.push({ key: w.slice(0, eq), value: w.slice(eq + 1), line });
+      vars.push(rawVar(w.slice(0, eq), w.slice(eq + 1), line));
     }
-    section.group.hosts.push({ name, line, vars });
+    const expanded = expandHostPattern(name);
+    if ('error' in expanded) {
+      problems.push({ line, variable: name, message: expanded.error });
+      return;
+    }
+    // name:port is Ansible's shorthand for ansible_port on that host line.
+    const portVar = expanded.port === undefined ? [] : [{ key: 'ansible_port', value: String(expanded.port), line, typed: expanded.port }];
+    for (const n of expanded.names) section.group.hosts.push({ name: n, line, vars: [...portVar, ...vars] });
   });
+  for (const v of varsOnly)
+    if (!defined.has(v.name))
+      problems.push({ line: v.line, variable: v.name, message: `[${v.name}:vars] names group ${v.name}, which is not defined in this file`, hint: `add a [${v.name}] section (Ansible refuses vars for an undefined group)` });
+  for (const c of childRefs)
+    if (!defined.has(c.name))
+      problems.push({ line: c.line, variable: c.name, message: `[${c.parent}:children] names group ${c.name}, which is not defined in this file`, hint: `add a [${c.name}] section, or remove the line` });
   return { file, groups, problems };
 }

@@ -1,7 +1,7 @@
 // Raw inventory → ClusterSpec. Collects every problem before throwing, so one run shows them all.
 import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { InventoryError, type InventoryProblem } from '../errors.js';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
+import { InventoryError, type InventoryProblem, ManyErrors } from '../errors.js';
 import type { ClusterSpec, HostSpec } from '../types.js';
 import {
   type Bad,
@@ -27,12 +27,16 @@ import {
   type ClusterVar,
   DEFAULTS,
   HEALTH_CHECKS,
+  KNOWN_VARS,
   type KnownVar,
+  LB_GROUPS,
   MASTER_GROUPS,
   canonicalName,
+  spellings,
   suggestVariable,
 } from './names.js';
-import type { RawGroup, RawHost, RawInventory, RawVar } from './parse.js';
+import { type Group, type Model, type Val, type VarsFiles, buildModel, groupEntries, groupHosts, hostGroups, hostLayers, resolve } from './model.js';
+import type { RawInventory } from './parse.js';
 import { MAX_PRIORITY, MIN_PRIORITY, assignPriorities, checkWeight, describePrimary, electionOrder } from './priority.js';
 
 export interface ValidateOptions {
@@ -42,34 +46,58 @@ export interface ValidateOptions {
   fileExists?: (absolutePath: string) => boolean;
 }
 
-/** Where a value came from: the key as written (maybe an alias), its line and its section. */
-interface Source {
-  key: string;
-  value: string;
-  line: number;
-  scope: string;
+/** Everything read for one run: the inventory file(s), the vars files beside them, ansible.cfg's defaults. */
+export interface InventoryInput {
+  /** What -i named (a file or a directory): the file errors are reported against by default. */
+  file: string;
+  /** Relative key files are relative to this directory (the inventory's). */
+  baseDir: string;
+  inventories: RawInventory[];
+  varsFiles?: VarsFiles;
+  /** ansible.cfg / ANSIBLE_* values under our variable names, lowest precedence. */
+  config?: Val[];
+  /** Problems found while reading (vars files, ansible.cfg). */
+  problems?: (InventoryProblem & { file: string })[];
+  /** Said once to the operator (e.g. host_key_checking in ansible.cfg is not honoured). */
+  warnings?: string[];
 }
 
-/** A master: its host line in the masters group (or a child group) and its resolved variables. */
+/** Where a value came from: the key as written (maybe an alias or kubeasz's name), its file, line and section. */
+type Source = Val;
+
+/** A problem, with the file it is in when that is not the inventory file itself. */
+type Problem = InventoryProblem & { file?: string };
+
+/** A master: its first definition and its resolved variables. */
 interface Member {
-  host: RawHost;
-  via?: RawGroup;
+  host: { name: string; line: number; file: string };
   vars: Map<KnownVar, Source>;
+  /** kubeasz's LB_ROLE on this host (master = the primary). */
+  lbRole?: Source;
 }
 
 class Problems {
-  readonly list: InventoryProblem[] = [];
+  readonly list: Problem[] = [];
   private readonly seen = new Set<string>();
+  constructor(private readonly mainFile: string) {}
   /** The same problem reached through several hosts (a shared [all:vars] value) is kept once. */
-  add(p: InventoryProblem): void {
-    const key = JSON.stringify([p.line, p.variable, p.message]);
+  add(p: Problem): void {
+    const q: Problem = p.file === this.mainFile ? (({ file: _f, ...rest }) => rest)(p) : p;
+    const key = JSON.stringify([q.file, q.line, q.variable, q.message]);
     if (this.seen.has(key)) return;
     this.seen.add(key);
-    this.list.push(p);
+    this.list.push(q);
   }
   bad(src: Source, bad: Bad, prefix = `${src.key} `): void {
-    this.add({ line: src.line, variable: src.key, message: prefix + bad.bad, ...(bad.hint ? { hint: bad.hint } : {}) });
+    // Ansible keeps `# text` after an unquoted [group:vars] value as part of the value.
+    const hint = bad.hint ?? (/\s#/.test(src.value) ? 'a # after an unquoted value in [group:vars] is part of the value for Ansible: quote the value or put the comment on its own line' : undefined);
+    this.add({ ...at(src), variable: src.key, message: prefix + bad.bad, ...(hint ? { hint } : {}) });
   }
+}
+
+/** file + line of a definition, for a problem. */
+function at(s: { file: string; line: number }): { file: string; line: number } {
+  return { file: s.file, line: s.line };
 }
 
 const KEEPALIVED_VARS: readonly string[] = ['vip', 'virtual_router_id', 'advert_int', 'vrrp_auth_pass'];
@@ -81,106 +109,170 @@ function sameEverywhereReason(key: ClusterVar): string {
   return "every master's haproxy must serve the VIP the same way";
 }
 
-/** Exactly one of masters / kube_master / kube_control_plane. */
-function selectGroup(raw: RawInventory, P: Problems): RawGroup | undefined {
-  const present = MASTER_GROUPS.map((n) => raw.groups.get(n)).filter((g): g is RawGroup => g !== undefined);
+/** Exactly one of masters / kube_master / kube-master / kube_control_plane. */
+function selectGroup(m: Model, P: Problems): Group | undefined {
+  const present = MASTER_GROUPS.map((n) => m.groups.get(n)).filter((g): g is Group => g !== undefined);
   const [first, second] = present;
   if (first && second) {
     P.add({
+      file: second.file,
       line: second.line,
       variable: second.name,
-      message: `both [${first.name}] (line ${first.line}) and [${second.name}] (line ${second.line}) are present: kha-deploy reads the masters from exactly one of [masters], [kube_master], [kube_control_plane]`,
+      message: `both [${first.name}] (${lineRef(first, second.file)}) and [${second.name}] (${lineRef(second, second.file)}) are present: kha-deploy reads the masters from exactly one of [masters], [kube_master], [kube-master], [kube_control_plane]`,
       hint: 'keep one of these groups and move its hosts and variables there',
     });
     return undefined;
   }
   if (first) return first;
-  const others = [...raw.groups.keys()].filter((n) => n !== 'ungrouped' && n !== 'all');
-  const legacy = raw.groups.get('kube-master');
+  const others = [...m.groups.keys()].filter((n) => n !== 'ungrouped' && n !== 'all');
   P.add({
-    ...(legacy ? { line: legacy.line } : {}),
     variable: 'masters',
     message:
-      'no masters group: expected [masters], [kube_master] or [kube_control_plane]' +
+      'no masters group: expected [masters], [kube_master], [kube-master] or [kube_control_plane]' +
       (others.length ? ` (found ${others.map((o) => `[${o}]`).join(', ')})` : ''),
-    hint: legacy
-      ? 'rename [kube-master] to [kube_control_plane] (its current kubespray name) or [masters]'
-      : 'list the control-plane hosts under [masters], one per line',
+    hint: 'list the control-plane hosts under [masters], one per line',
   });
   return undefined;
 }
 
-/** Hosts of the group and of its direct children (one level: a grandchild is refused), by line. */
-function collectMembers(raw: RawInventory, g: RawGroup, P: Problems): { host: RawHost; via?: RawGroup }[] {
-  const out: { host: RawHost; via?: RawGroup }[] = g.hosts.map((host) => ({ host }));
-  for (const c of g.children) {
-    const child = raw.groups.get(c.name);
-    if (!child || c.name === g.name || c.name === 'all') {
-      P.add({
-        line: c.line,
-        variable: c.name,
-        message: child ? `[${g.name}:children] cannot list ${c.name}` : `[${g.name}:children] names group ${c.name}, which is not defined`,
-      });
-    } else if (child.children.length > 0) {
-      P.add({
-        line: c.line,
-        variable: c.name,
-        message: `group ${c.name} has children of its own: kha-deploy reads only one level of [${g.name}:children]`,
-        hint: `list the master hosts under [${g.name}] or directly under [${c.name}]`,
-      });
-    } else {
-      out.push(...child.hosts.map((host) => ({ host, via: child })));
-    }
+/** `line N` in the same file, `FILE:N` elsewhere. */
+function lineRef(s: { file: string; line: number }, from: string): string {
+  return s.file === from ? `line ${s.line}` : `${basename(dirname(s.file))}/${basename(s.file)}:${s.line}`;
+}
+
+/**
+ * kubeasz's [lb] / [ex-lb] / [ex_lb]: the hosts that get keepalived+haproxy. kha-deploy installs them on
+ * the masters (each haproxy forwards to every master's apiserver, on the same hosts), so when the group
+ * is present and not empty it must list exactly the masters.
+ */
+function checkLbGroup(m: Model, masters: Group, names: string[], P: Problems): void {
+  const lbs = LB_GROUPS.map((n) => m.groups.get(n)).filter((g): g is Group => g !== undefined && groupHosts(m, g.name).length > 0);
+  if (lbs.length > 1) {
+    P.add({ file: lbs[1]!.file, line: lbs[1]!.line, variable: lbs[1]!.name, message: `both [${lbs[0]!.name}] and [${lbs[1]!.name}] list hosts: kubeasz uses one load-balancer group`, hint: 'keep one of them' });
+    return;
   }
-  out.sort((a, b) => a.host.line - b.host.line);
-  const seen = new Map<string, number>();
-  return out.filter(({ host }) => {
-    const first = seen.get(host.name);
-    if (first === undefined) return seen.set(host.name, host.line), true;
-    P.add({
-      line: host.line,
-      variable: host.name,
-      message: `host ${host.name} is listed twice among the masters (lines ${first} and ${host.line})`,
-      hint: 'list each master once',
-    });
-    return false;
+  const lb = lbs[0];
+  if (!lb) return;
+  const lbHosts = groupHosts(m, lb.name);
+  const extra = lbHosts.filter((h) => !names.includes(h));
+  const missing = names.filter((h) => !lbHosts.includes(h));
+  if (extra.length === 0 && missing.length === 0) return;
+  const parts = [
+    ...(extra.length ? [`[${lb.name}] lists ${extra.join(', ')}, not in [${masters.name}]`] : []),
+    ...(missing.length ? [`[${masters.name}] lists ${missing.join(', ')}, not in [${lb.name}]`] : []),
+  ];
+  P.add({
+    file: lb.file,
+    line: lb.line,
+    variable: lb.name,
+    message: `${parts.join('; ')}: kha-deploy installs keepalived and haproxy on the masters themselves (each haproxy forwards to every master's apiserver), so [${lb.name}] must list exactly the masters; separate load-balancer hosts are not supported`,
+    hint: `list the same hosts in [${lb.name}] and [${masters.name}], or leave [${lb.name}] empty and set vip under [${masters.name}:vars]`,
   });
 }
 
-/** Variables we read, by precedence: host lines (any group) > [child:vars] > [masters:vars] > [all:vars]. */
-function resolveVars(layers: { scope: string; vars: RawVar[] }[], who: string, P: Problems): Map<KnownVar, Source> {
-  const out = new Map<KnownVar, Source>();
-  for (const { scope, vars } of layers) {
-    const here = new Map<KnownVar, Source[]>();
-    for (const v of vars) {
-      const name = canonicalName(v.key);
-      if (!name) continue;
-      here.set(name, [...(here.get(name) ?? []), { key: v.key, value: v.value, line: v.line, scope }]);
-    }
-    for (const [name, defs] of here) {
-      const last = defs[defs.length - 1]!;
-      if (new Set(defs.map((d) => d.value)).size > 1) {
-        const keys = [...new Set(defs.map((d) => d.key))].join(' and ');
-        P.add({
-          line: last.line,
-          variable: name,
-          message: `${keys} set more than once ${scope === 'host line' ? `for host ${who}` : `in ${scope}`} with different values (lines ${defs.map((d) => d.line).join(', ')})`,
-          hint: 'keep one definition',
-        });
-      }
-      if (!out.has(name)) out.set(name, last);
-    }
+/** Same host line(s) or one vars section defining one of our keys twice with different values. */
+function checkRepeats(defs: Val[], who: string, P: Problems): void {
+  const byKey = new Map<string, Val[]>();
+  for (const v of defs) {
+    if (!canonicalName(v.key) && v.key !== 'LB_ROLE' && v.key !== 'KUBE_APISERVER') continue;
+    const k = `${v.key}\0${v.kind === 'host' ? '' : `${v.file}\0${v.scope}`}`;
+    byKey.set(k, [...(byKey.get(k) ?? []), v]);
   }
-  return out;
+  for (const list of byKey.values()) {
+    if (new Set(list.map((d) => d.value)).size < 2) continue;
+    const last = list[list.length - 1]!;
+    P.add({
+      ...at(last),
+      variable: last.key,
+      message: `${last.key} set more than once ${last.kind === 'host' ? `for host ${who}` : `in ${last.scope}`} with different values (${list.map((d) => lineRef(d, last.file).replace('line ', '')).join(', ').replace(/^/, 'lines ')})`,
+      hint: 'keep one definition',
+    });
+  }
 }
 
-/** Variables one typo away from ours, in every section the masters read. */
-function checkTypos(layers: { vars: RawVar[] }[], P: Problems): void {
-  for (const v of layers.flatMap((l) => l.vars)) {
+const JINJA = /\{\{|\{%|\{#/;
+
+/** Expand `{{ NAME }}` references from the host's variables; anything else Jinja is a problem. */
+function expand(src: Source, all: Map<string, Val>, P: Problems, depth = 0): Source | undefined {
+  if (!JINJA.test(src.value)) return src;
+  let missing: string | undefined;
+  let failed = false;
+  const value = src.value.replace(/\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g, (_, name: string) => {
+    const ref = all.get(name);
+    if (!ref) return (missing ??= name), '';
+    const e = depth < 10 ? expand(ref, all, P, depth + 1) : undefined;
+    if (!e) return (failed = true), '';
+    return e.value;
+  });
+  if (failed) return undefined;
+  if (missing) {
+    P.add({ ...at(src), variable: src.key, message: `${src.key} refers to {{ ${missing} }}, which is not set for this host`, hint: `set ${missing}, or write the value itself` });
+    return undefined;
+  }
+  if (JINJA.test(value)) {
+    P.add({
+      ...at(src),
+      variable: src.key,
+      message: `${src.key} is a Jinja template kha-deploy cannot expand (${show(src.value)}): only plain {{ VARIABLE }} references are expanded`,
+      hint: 'write the value itself',
+    });
+    return undefined;
+  }
+  return { ...src, value, typed: value };
+}
+
+/** kubeasz's KUBE_APISERVER="https://{{ MASTER_IP }}:8443": its port, as a vip_port definition. */
+function apiserverUrlPort(src: Source, P: Problems): Source | undefined {
+  const m = /^https?:\/\/(\[[^\]]+\]|[^/:]+)(?::([0-9]+))?\/?$/.exec(src.value);
+  if (!m) {
+    P.add({ ...at(src), variable: src.key, message: `KUBE_APISERVER ${show(src.value)} is not a URL like https://VIP:8443`, hint: 'kha-deploy reads vip_port from its port' });
+    return undefined;
+  }
+  return { ...src, value: m[2] ?? '443', typed: undefined };
+}
+
+/** Our variables for one master, with every spelling (Ansible's aliases, kubeasz's names) compared. */
+function resolveOurs(all: Map<string, Val>, P: Problems): { vars: Map<KnownVar, Source>; lbRole?: Source } {
+  const out = new Map<KnownVar, Source>();
+  for (const name of KNOWN_VARS) {
+    const found: Source[] = [];
+    for (const key of spellings(name)) {
+      const v = all.get(key);
+      if (!v || v.typed === null) continue; // null (YAML `key:`, INI None) leaves the default, as in Ansible
+      const e = expand(v, all, P);
+      if (e) found.push(e);
+    }
+    if (name === 'vip_port') {
+      const url = all.get('KUBE_APISERVER');
+      const e = url && url.typed !== null ? expand(url, all, P) : undefined;
+      const port = e && apiserverUrlPort(e, P);
+      if (port) found.push(port);
+    }
+    const [first, ...rest] = found;
+    if (!first) continue;
+    for (const other of rest) {
+      if (other.value === first.value) continue;
+      P.add({
+        ...at(other),
+        variable: other.key,
+        message: `${first.key}=${show(first.value)} (${lineRef(first, other.file)}) and ${other.key}=${show(other.value)} (${lineRef(other, other.file)}) disagree: kha-deploy reads both as ${name}`,
+        hint: `remove one of them, or make them equal`,
+      });
+    }
+    out.set(name, first);
+  }
+  const role = all.get('LB_ROLE');
+  return { vars: out, ...(role && role.typed !== null ? { lbRole: role } : {}) };
+}
+
+/** Variables one typo away from ours, in every place the masters read. */
+function checkTypos(defs: Val[], P: Problems): void {
+  for (const v of defs) {
+    if (v.kind === 'config') continue;
     const near = suggestVariable(v.key);
     if (near.length === 0) continue;
     const alt = near.join(' or ');
-    P.add({ line: v.line, variable: v.key, message: `unknown variable ${v.key}: did you mean ${alt}?`, hint: `rename it to ${near[0]}` });
+    P.add({ ...at(v), variable: v.key, message: `unknown variable ${v.key}: did you mean ${alt}?`, hint: `rename it to ${near[0]}` });
   }
 }
 
@@ -190,7 +282,7 @@ function clusterValue(key: ClusterVar, members: Member[], P: Problems): Source |
   const text = (s: Source | undefined) => (s ? `=${s.value}` : 'default');
   // Reference: the most common value; on a tie the one not from a host line (the override is the odd one).
   const score = new Map<string, number>();
-  for (const s of values) score.set(text(s), (score.get(text(s)) ?? (s?.scope === 'host line' ? 0 : 1)) + 2);
+  for (const s of values) score.set(text(s), (score.get(text(s)) ?? (s?.kind === 'host' ? 0 : 1)) + 2);
   if (score.size <= 1) return values[0];
   const ref = [...score].reduce((a, b) => (b[1] > a[1] ? b : a))[0];
   const refIndex = values.findIndex((s) => text(s) === ref);
@@ -203,7 +295,7 @@ function clusterValue(key: ClusterVar, members: Member[], P: Problems): Source |
     if (text(s) === ref) return;
     const detail = secret ? `${m.host.name}'s value differs from ${refName}'s; values hidden` : `${m.host.name} has ${describe(s)}, ${refName} has ${describe(values[refIndex])}`;
     P.add({
-      line: s?.line ?? m.host.line,
+      ...at(s ?? m.host),
       variable: key,
       message: `${key} must be identical on all masters: ${sameEverywhereReason(key)} (${detail})`,
       hint: `set ${key} once under [masters:vars] instead of on host lines`,
@@ -255,18 +347,36 @@ function seconds(v: string, min: number, max: number, example: number): Bad | un
   return bad;
 }
 
-export function validateInventory(raw: RawInventory, opts: ValidateOptions = {}): ClusterSpec {
-  const P = new Problems();
-  for (const p of raw.problems) P.add(p);
-  const fail = (): never => {
-    throw new InventoryError(raw.file, [...P.list].sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
-  };
+/** Refuse with every problem: one InventoryError per file that has some (the inventory's own first). */
+function refuse(mainFile: string, problems: Problem[]): never {
+  const byFile = new Map<string, InventoryProblem[]>([[mainFile, []]]);
+  for (const { file, ...p } of problems) byFile.set(file ?? mainFile, [...(byFile.get(file ?? mainFile) ?? []), p]);
+  const errors = [...byFile]
+    .filter(([, list]) => list.length > 0)
+    .map(([file, list]) => new InventoryError(file, list.sort((a, b) => (a.line ?? 0) - (b.line ?? 0))));
+  if (errors.length === 1) throw errors[0]!;
+  throw new ManyErrors(errors, `the inventory has problems in ${errors.length} files (no host was contacted)`);
+}
 
-  const group = selectGroup(raw, P);
+/** Validate one INI inventory text already parsed (no vars files): the unit tests' entry point. */
+export function validateInventory(raw: RawInventory, opts: ValidateOptions = {}): ClusterSpec {
+  return validateSources({ file: raw.file, baseDir: dirname(raw.file), inventories: [raw] }, opts);
+}
+
+export function validateSources(input: InventoryInput, opts: ValidateOptions = {}): ClusterSpec {
+  const P = new Problems(input.file);
+  const model = buildModel(input.inventories);
+  for (const p of [...model.problems, ...(input.problems ?? [])]) P.add(p);
+  const fail = (): never => refuse(input.file, P.list);
+  const files: VarsFiles = input.varsFiles ?? { group: new Map(), host: new Map() };
+
+  const group = selectGroup(model, P);
   if (!group) return fail();
-  const found = collectMembers(raw, group, P);
-  if (found.length === 0) {
+  const entries = groupEntries(model, group.name);
+  const names = entries.map((e) => e.name);
+  if (names.length === 0) {
     P.add({
+      file: group.file,
       line: group.line,
       variable: group.name,
       message: `[${group.name}] has no hosts: kha-deploy needs at least one master`,
@@ -274,25 +384,24 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
     });
     return fail();
   }
+  checkLbGroup(model, group, names, P);
 
-  const allVars = raw.groups.get('all')?.vars ?? [];
-  const hostLines = (name: string) => [...raw.groups.values()].flatMap((g) => g.hosts.filter((h) => h.name === name));
-  const members: Member[] = found.map(({ host, via }) => {
-    const layers = [
-      { scope: 'host line', vars: hostLines(host.name).flatMap((h) => h.vars) },
-      ...(via ? [{ scope: `[${via.name}:vars]`, vars: via.vars }] : []),
-      { scope: `[${group.name}:vars]`, vars: group.vars },
-      { scope: '[all:vars]', vars: allVars },
-    ];
+  const members: Member[] = entries.map(({ name, file, line }) => {
+    const h = model.hosts.get(name)!;
+    const layers = hostLayers(model, name, files, input.config);
     checkTypos(layers, P);
-    return { host, ...(via ? { via } : {}), vars: resolveVars(layers, host.name, P) };
+    checkRepeats(h.vars, name, P);
+    for (const g of hostGroups(model, name)) checkRepeats(model.groups.get(g)!.vars, name, P);
+    const { vars, lbRole } = resolveOurs(resolve(layers), P);
+    return { host: { name, line, file }, vars, ...(lbRole ? { lbRole } : {}) };
   });
+  if (P.list.length > 0 && members.every((m) => m.vars.size === 0)) return fail();
 
   // Cluster-wide HA values: every distinct value is checked, the agreed one (or the default) is used.
   const cv = {} as Record<ClusterVar, Source | undefined>;
   for (const key of CLUSTER_VARS) {
     cv[key] = clusterValue(key, members, P);
-    const distinct = new Map(members.map((m) => m.vars.get(key)).filter((s): s is Source => !!s).map((s) => [s.line, s]));
+    const distinct = new Map(members.map((m) => m.vars.get(key)).filter((s): s is Source => !!s).map((s) => [`${s.file}:${s.line}`, s]));
     for (const src of distinct.values()) {
       const bad = CLUSTER_CHECKS[key](src.value);
       if (bad) P.bad(src, bad);
@@ -302,14 +411,15 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
   const vip = cv.vip?.value ?? '';
   const family = ipFamily(vip);
   if (!cv.vip && !members.some((m) => m.vars.has('vip'))) {
-    const elsewhere = [...raw.groups.values()].flatMap((g) => g.vars.filter((v) => v.key === 'vip').map((v) => ({ g, v })))[0];
+    const elsewhere = [...model.groups.values()].flatMap((g) => g.vars.filter((v) => v.key === 'vip').map((v) => ({ g, v })))[0];
     P.add({
+      file: group.file,
       line: group.varsLine ?? group.line,
       variable: 'vip',
       message: 'vip is not set: kha-deploy needs the virtual IP address the masters share',
       hint: elsewhere
-        ? `vip is set in [${elsewhere.g.name}:vars] (line ${elsewhere.v.line}), which kha-deploy does not read: move it to [${group.name}:vars] or [all:vars]`
-        : `set vip=<a free address in the masters' subnet> under [${group.name}:vars]`,
+        ? `vip is set in [${elsewhere.g.name}:vars] (${lineRef(elsewhere.v, group.file)}), which applies to no master: move it to [${group.name}:vars] or [all:vars]`
+        : `set vip=<a free address in the masters' subnet> under [${group.name}:vars] (kubeasz: MASTER_IP in [all:vars], or EX_APISERVER_VIP on the [ex_lb] host lines)`,
     });
   }
   const int = (src: Source | undefined, fallback: number) => (src ? Number(src.value) : fallback);
@@ -318,7 +428,7 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
   if (vipPort === apiserverPort) {
     const src = cv.vip_port ?? cv.apiserver_port!;
     P.add({
-      line: src.line,
+      ...at(src),
       variable: src.key,
       message: `vip_port and apiserver_port are both ${vipPort}: haproxy listens on vip_port on every master, where the apiserver already owns apiserver_port`,
       hint: cv.vip_port ? 'use another vip_port, e.g. 8443 (the convention)' : 'set vip_port to a free port other than apiserver_port',
@@ -336,7 +446,7 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
     if (haproxyMonitorPort !== port) continue;
     const src = cv.haproxy_monitor_port ?? cv[other]!;
     P.add({
-      line: src.line,
+      ...at(src),
       variable: src.key,
       message: `haproxy_monitor_port and ${other} are both ${port}: haproxy's monitor (127.0.0.1:${haproxyMonitorPort}) needs a port of its own on every master`,
       hint: cv.haproxy_monitor_port ? `choose another haproxy_monitor_port, e.g. ${DEFAULTS.haproxy_monitor_port === port ? 8405 : DEFAULTS.haproxy_monitor_port}` : `set haproxy_monitor_port to a free port other than ${other}`,
@@ -350,16 +460,16 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
   if (!vrrpPreempt && cv.vrrp_preempt_delay) {
     // keepalived drops preempt_delay under nopreempt ("incompatible"): say so instead of writing a setting that does nothing.
     P.add({
-      line: cv.vrrp_preempt_delay.line,
+      ...at(cv.vrrp_preempt_delay),
       variable: cv.vrrp_preempt_delay.key,
-      message: `vrrp_preempt_delay=${cv.vrrp_preempt_delay.value} cannot be combined with vrrp_preempt=${cv.vrrp_preempt!.value} (line ${cv.vrrp_preempt!.line}): without preemption a returning master never takes the VIP back, so there is nothing to delay`,
+      message: `vrrp_preempt_delay=${cv.vrrp_preempt_delay.value} cannot be combined with vrrp_preempt=${cv.vrrp_preempt!.value} (${lineRef(cv.vrrp_preempt!, cv.vrrp_preempt_delay.file)}): without preemption a returning master never takes the VIP back, so there is nothing to delay`,
       hint: 'remove one: vrrp_preempt=false (the VIP stays where it is after a failover) or vrrp_preempt_delay=SECONDS (the primary takes it back after that delay)',
     });
   }
   if (vrrpAuthPass !== undefined && family === 6) {
     // An IPv6 VIP makes keepalived speak VRRPv3, which has no authentication: it refuses the config.
     P.add({
-      line: cv.vrrp_auth_pass!.line,
+      ...at(cv.vrrp_auth_pass!),
       variable: 'vrrp_auth_pass',
       message: 'vrrp_auth_pass cannot be used with an IPv6 VIP: keepalived uses VRRPv3 for IPv6, which has no authentication',
       hint: 'remove vrrp_auth_pass (value hidden), or use an IPv4 VIP',
@@ -372,7 +482,7 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
   const explicit: (number | undefined)[] = [];
   const hosts: Omit<HostSpec, 'priority'>[] = members.map(({ host, vars }) => {
     const nameBad = checkHostName(host.name);
-    if (nameBad) P.add({ line: host.line, variable: host.name, message: nameBad.bad, ...(nameBad.hint ? { hint: nameBad.hint } : {}) });
+    if (nameBad) P.add({ ...at(host), variable: host.name, message: nameBad.bad, ...(nameBad.hint ? { hint: nameBad.hint } : {}) });
 
     const addrSrc = vars.get('ansible_host');
     const address = addrSrc?.value ?? host.name;
@@ -382,7 +492,7 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
       if (isBad(a)) P.bad(addrSrc, a);
       addrFamily = isBad(a) ? 0 : a.family;
     }
-    const where = { line: addrSrc?.line ?? host.line, variable: addrSrc?.key ?? host.name };
+    const where = { ...at(addrSrc ?? host), variable: addrSrc?.key ?? host.name };
     if (family && addrFamily && addrFamily !== family)
       P.add({
         ...where,
@@ -390,7 +500,7 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
       });
     if (family && addrFamily && normalizeIP(address) === normalizeIP(vip))
       P.add({
-        line: cv.vip!.line,
+        ...at(cv.vip!),
         variable: 'vip',
         message: `vip ${vip} is also the address of ${host.name}: the VIP must be a free address, not a master's own`,
         hint: "choose an unused address in the masters' subnet",
@@ -415,7 +525,7 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
     }
     if (userSrc && !userBad && user !== 'root' && !become && !(becomeSrc && isBad(parseBool(becomeSrc.value))))
       P.add({
-        line: userSrc.line,
+        ...at(userSrc),
         variable: userSrc.key,
         message: `ansible_user ${user} is not root and ansible_become is not true: installing packages and writing /etc needs root`,
         hint: 'set ansible_become=true (every command then runs through sudo -n) or use ansible_user=root',
@@ -434,7 +544,7 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
       if (keyBad) P.bad(keySrc, keyBad);
       else {
         const v = keySrc.value;
-        privateKeyFile = v.startsWith('~/') ? join(home, v.slice(2)) : resolve(dirname(raw.file), v);
+        privateKeyFile = v.startsWith('~/') ? join(home, v.slice(2)) : resolvePath(keySrc.kind === 'config' ? dirname(keySrc.file) : input.baseDir, v);
         if (opts.fileExists && !opts.fileExists(privateKeyFile))
           P.bad(keySrc, {
             bad: `${show(v)} does not exist (looked for ${privateKeyFile})`,
@@ -445,6 +555,8 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
 
     const prioSrc = vars.get('priority');
     explicit.push(prioSrc ? intVar(prioSrc, -1, MIN_PRIORITY, MAX_PRIORITY, P) : undefined);
+
+    const argsSrc = vars.get('ansible_ssh_common_args');
 
     const ifSrc = vars.get('vip_interface');
     const ifBad = ifSrc && checkInterface(ifSrc.value);
@@ -458,7 +570,9 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
       ...(privateKeyFile ? { privateKeyFile } : {}),
       become,
       ...(ifSrc ? { vipInterface: ifSrc.value } : {}),
+      ...(argsSrc ? { sshCommonArgs: argsSrc.value } : {}),
       line: host.line,
+      ...(host.file !== input.file ? { file: host.file } : {}),
     };
   });
 
@@ -471,17 +585,17 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
       const src = members[i]!.vars.get('priority')!;
       const shared = src.line === members[firstIdx]!.vars.get('priority')!.line;
       P.add({
-        line: src.line,
+        ...at(src),
         variable: 'priority',
         message: shared
-          ? `priority ${p} is set in ${src.scope} (line ${src.line}), so every master gets it: keepalived needs a different priority on each master`
+          ? `priority ${p} is set in ${src.scope} (${lineRef(src, src.file)}), so every master gets it: keepalived needs a different priority on each master`
           : `priority ${p} is used by both ${members[firstIdx]!.host.name} and ${members[i]!.host.name}: keepalived needs a different priority on each master`,
         hint: shared ? 'set priority on each host line instead' : `set a different priority on ${members[i]!.host.name}`,
       });
     }
   }
   if (members.length > MAX_PRIORITY)
-    P.add({ line: group.line, variable: group.name, message: `${members.length} masters: VRRP has only ${MAX_PRIORITY} priorities` });
+    P.add({ ...at(group), variable: group.name, message: `${members.length} masters: VRRP has only ${MAX_PRIORITY} priorities` });
 
   if (P.list.length > 0 || family === 0) return fail(); // family is 0 only when vip was refused
 
@@ -493,7 +607,7 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
     const src = members[i]!.vars.get('priority');
     const top = weight.highest;
     P.add({
-      line: src?.line ?? low.host.line,
+      ...at(src ?? members[i]!.host),
       variable: 'priority',
       message:
         `${low.host.name}'s priority ${low.host.priority}${src ? '' : ' (a default)'} is too far below ${top.name}'s ${top.priority}: a master whose local ` +
@@ -506,7 +620,7 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
   const order = electionOrder(full);
   const defaulted = full.filter((_, i) => explicit[i] === undefined).map((h) => h.name);
   return {
-    file: raw.file,
+    file: input.file,
     group: group.name,
     vip,
     family,
@@ -529,5 +643,6 @@ export function validateInventory(raw: RawInventory, opts: ValidateOptions = {})
     order,
     primary: order[0]!,
     primaryReason: describePrimary(full, defaulted),
+    ...(input.warnings?.length ? { warnings: input.warnings } : {}),
   };
 }

@@ -57,14 +57,14 @@ describe('parseInventoryText', () => {
         line: 5,
         vars: [
           { key: 'ansible_host', value: '10.86.13.32', line: 5 },
-          { key: 'priority', value: '150', line: 5 },
+          { key: 'priority', value: '150', line: 5, typed: 150 },
         ],
       },
       { name: 'master2', line: 6, vars: [{ key: 'ansible_host', value: '10.86.13.31', line: 6 }] },
     ]);
     assert.deepEqual(m.vars, [
       { key: 'vip', value: '10.86.13.36', line: 8 },
-      { key: 'vip_port', value: '8443', line: 9 },
+      { key: 'vip_port', value: '8443', line: 9, typed: 8443 },
       { key: 'kubeconfig', value: '/etc/kubernetes/admin.conf', line: 10 },
       { key: 'haproxy_balance', value: 'leastconn', line: 11 },
       { key: 'cluster_dir', value: '{{ base_dir }}/clusters/x', line: 12 },
@@ -101,16 +101,27 @@ describe('parseInventoryText', () => {
     assert.deepEqual(raw.groups.get('masters')!.hosts.map((h) => [h.name, h.line]), [['a', 2], ['b', 6]]);
   });
 
-  it('keeps an unparsable [g:vars] value as written, like Ansible (the value checks refuse it later)', () => {
-    const raw = parseInventoryText('[all:vars]\nx="unterminated\ny=a b # c\n', 'f');
+  it('keeps an unparsable [g:vars] value as written, like Ansible: a # after an unquoted value stays in it', () => {
+    const raw = parseInventoryText('[all:vars]\nx="unterminated\ny=a b # c\nz="10.0.0.1"  # c\n', 'f');
     assert.deepEqual(raw.problems, []);
-    assert.deepEqual(raw.groups.get('all')!.vars.map((v) => v.value), ['"unterminated', 'a b']);
+    assert.deepEqual(raw.groups.get('all')!.vars.map((v) => v.value), ['"unterminated', 'a b # c', '10.0.0.1']);
   });
 
-  it('keeps a host range verbatim: validation refuses it for masters, other groups ignore it', () => {
-    const raw = parseInventoryText('[nodes]\nnode[01:50] ansible_user=x\n', 'f');
+  it('expands host ranges and name:port as Ansible does', () => {
+    const raw = parseInventoryText('[nodes]\nnode[01:03] ansible_user=x\nweb-[a:c]-[1:2]\nh[1:10:4]\ncp1:2222\n[2001:db8::1]:22\n', 'f');
     assert.deepEqual(raw.problems, []);
-    assert.equal(raw.groups.get('nodes')!.hosts[0]!.name, 'node[01:50]');
+    const hosts = raw.groups.get('nodes')!.hosts;
+    assert.deepEqual(hosts.map((h) => h.name), ['node01', 'node02', 'node03', 'web-a-1', 'web-a-2', 'web-b-1', 'web-b-2', 'web-c-1', 'web-c-2', 'h1', 'h5', 'h9', 'cp1', '2001:db8::1']);
+    assert.deepEqual(hosts[0]!.vars, [{ key: 'ansible_user', value: 'x', line: 2 }]);
+    assert.deepEqual(hosts[12]!.vars, [{ key: 'ansible_port', value: '2222', line: 5, typed: 2222 }]);
+  });
+
+  it('refuses [g:vars] and :children naming a group that is never defined, as Ansible does', () => {
+    const raw = parseInventoryText('[masters]\nm1\n[masters:children]\nghost\n[etcd:vars]\nx=1\n', 'f');
+    assert.deepEqual(raw.problems.map((p) => [p.line, p.variable, p.message]), [
+      [5, 'etcd', '[etcd:vars] names group etcd, which is not defined in this file'],
+      [4, 'ghost', '[masters:children] names group ghost, which is not defined in this file'],
+    ]);
   });
 
   it('reports syntax problems with their line, and never the value', () => {

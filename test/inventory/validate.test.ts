@@ -201,7 +201,7 @@ describe('validateInventory: groups and precedence', () => {
     );
     assert.equal(s.group, 'kube_control_plane');
     assert.deepEqual(s.hosts.map((h) => [h.name, h.address, h.line, h.priority]), [['node1', '192.0.2.11', 6, 150], ['node2', '192.0.2.12', 7, 200]]);
-    assert.equal(s.vipPort, 8443, 'vars of other groups are ignored');
+    assert.equal(s.vipPort, 1, '[k8s_cluster:vars] applies: kube_control_plane is its child');
     assert.deepEqual(s.order, ['node2', 'node1']);
   });
 
@@ -370,7 +370,7 @@ describe('typo suggestions', () => {
   });
 
   it('ignores typo-like variables of groups kha-deploy does not read', () => {
-    const s = spec('[masters]\nm1 ansible_host=10.0.0.1\n[masters:vars]\nvip=10.0.0.9\n[etcd:vars]\nvip_prot=1\n');
+    const s = spec('[masters]\nm1 ansible_host=10.0.0.1\n[masters:vars]\nvip=10.0.0.9\n[etcd]\nx1\n[etcd:vars]\nvip_prot=1\n');
     assert.equal(s.vipPort, 8443);
   });
 });
