@@ -9,6 +9,8 @@
 // PROMEX, process events), units {active, enabled, mainPid, loaded config}, interfaces. Per
 // cluster: the VIP election (the highest `priority` among hosts whose keepalived and haproxy are
 // both active, read from the keepalived.conf keepalived LOADED).
+// kha-deploy remove: its removal facts ride in the lock command; `remove …` commands stop/disable
+// units, run the cp/mv/rm lines of a files script, delete the state, remove packages.
 // Faults: connect failure, validator rejection, a unit that does not come up, kubectl answers,
 // forced split brain / nobody, a connection lost at the Nth command, a command that hangs.
 //
@@ -32,7 +34,7 @@ const BACKUP_INFIX = '.kha-backup-';
 const ORIGINAL = '.kha-original';
 const ORIGINAL_ABSENT = '.kha-original-absent';
 const TMPFILES_DIRS = ['/etc/tmpfiles.d', '/run/tmpfiles.d', '/usr/lib/tmpfiles.d'];
-export const KNOWN_KINDS = ['lock', 'facts', 'packages', 'rundir', 'write', 'service', 'rollback', 'observe', 'journal', 'neighbour', 'kill', 'preflight'] as const;
+export const KNOWN_KINDS = ['lock', 'facts', 'packages', 'rundir', 'write', 'service', 'rollback', 'observe', 'journal', 'neighbour', 'kill', 'preflight', 'remove'] as const;
 export type CommandKind = (typeof KNOWN_KINDS)[number];
 
 export const SERVER_VERSION = 'v1.29.3';
@@ -422,6 +424,8 @@ export class FakeHost {
         return ok(this.neighbour ? this.neighbour + '\n' : '');
       case 'kill':
         return ok('');
+      case 'remove':
+        return this.remove(c);
       default:
         throw new UnexpectedCommand(this.name, `unknown command tag '${c.kind}'`, c);
     }
@@ -474,6 +478,99 @@ export class FakeHost {
     }
     this.files.set(path, c.stdin);
     return ok(`backup=${backup}\n`);
+  }
+
+  /** What src/commands/remove.ts removalFactsScript prints for this host. */
+  removalFactsText(): string {
+    const pb = this.cluster.playbook;
+    const lines = ['@@KHA-REMOVE 1'];
+    const ours = (p: string) => /^kha-deploy/.test(p.replace(/^.*\//, '')) || (this.files.get(p) ?? '').includes('Rendered by kha-deploy');
+    for (const p of [pb.files.haproxy.path, pb.files.keepalived.path, pb.files.tmpfiles.path]) {
+      let original: string;
+      if (this.files.has(p + ORIGINAL)) original = 'recorded';
+      else if (this.files.has(p + ORIGINAL_ABSENT)) original = 'recorded-absent';
+      else {
+        const o = this.inferOriginal(p);
+        original = typeof o === 'string' ? o : `copy ${o.copy}`;
+      }
+      const now = !this.files.has(p) ? 'missing' : ours(p) ? 'ours' : 'other';
+      lines.push(`remove.file ${p} now=${now} backups=${this.backups(p).length} original=${original}`);
+    }
+    lines.push(`remove.state=${[...this.files.keys()].some((f) => f.startsWith(`${STATE_DIR}/`)) ? 'yes' : 'no'}`, '@@KHA-REMOVE end');
+    return lines.join('\n') + '\n';
+  }
+
+  /**
+   * kha-deploy remove's commands: `remove units U…` stops and disables them (then prints the address
+   * listing), `remove configs|tmpfiles PATH…` runs the script's cp/mv/rm lines (the only body read),
+   * `remove state DIR`, `remove packages MANAGER PKG…` (apt: purge, also the package's conffiles).
+   */
+  private remove(c: FakeCommand): RemoteResult {
+    const [what, ...args] = c.args;
+    const pb = this.cluster.playbook;
+    switch (what) {
+      case 'units': {
+        for (const u of args) {
+          if (!UNITS.includes(u as ManagedUnit)) throw new UnexpectedCommand(this.name, `remove units: unknown unit ${u}`, c);
+          const unit = this.units[u as ManagedUnit];
+          Object.assign(unit, { active: 'inactive', mainPid: 0, loaded: null, enabled: unit.enabled === 'enabled' ? 'disabled' : unit.enabled });
+          this.journal[u as ManagedUnit].push(`systemd[1]: Stopped ${u}.service.`);
+        }
+        return ok(`@@KHA-ADDR\n${this.addrLines(true).join('\n')}\n`);
+      }
+      case 'configs':
+      case 'tmpfiles':
+        return this.removeFiles(c);
+      case 'state':
+        for (const f of [...this.files.keys()]) if (f.startsWith(`${STATE_DIR}/`)) this.files.delete(f);
+        return ok('');
+      case 'packages': {
+        const [manager, ...pkgs] = args;
+        if (manager !== OS[this.os].manager) return fail(127, `sh: 1: ${manager === 'apt' ? 'apt-get' : manager}: not found`);
+        for (const pkg of pkgs) {
+          const key = PACKAGE_KEYS.find((k) => pb.packages[k] === pkg);
+          if (!key || key === 'curl') throw new UnexpectedCommand(this.name, `remove packages: ${pkg} is not keepalived or haproxy`, c);
+          this.packages.delete(pkg);
+          this.units[key] = { active: 'inactive', enabled: '', mainPid: 0, loaded: null };
+          if (key === 'haproxy' && this.os === 'debian') {
+            this.files.delete(pb.files.haproxy.path);
+            this.files.delete('/usr/lib/tmpfiles.d/haproxy.conf');
+          }
+        }
+        return ok(`Removing ${pkgs.join(', ')} ...\n`);
+      }
+      default:
+        throw new UnexpectedCommand(this.name, `remove ${what}: unknown`, c);
+    }
+  }
+
+  /** The cp -p / mv -f / rm -f lines of a remove files script, on the model's files. */
+  private removeFiles(c: FakeCommand): RemoteResult {
+    let tmp: string | undefined;
+    let tmpContent: string | undefined;
+    for (const raw of c.script.split('\n').slice(1)) {
+      const l = raw.trim();
+      let m: RegExpExecArray | null;
+      if ((m = /^kha_t=(\S*)$/.exec(l))) tmp = m[1] || undefined;
+      else if ((m = /^cp -p (\S+) "\$kha_t"$/.exec(l))) {
+        if (!this.files.has(m[1]!)) return fail(1, `cp: cannot stat '${m[1]}': No such file or directory\n`);
+        tmpContent = this.files.get(m[1]!);
+      } else if ((m = /^mv -f "\$kha_t" (\S+)$/.exec(l))) {
+        if (tmp === undefined || tmpContent === undefined) throw new UnexpectedCommand(this.name, 'mv of a temp file that was not copied', c);
+        this.files.set(m[1]!, tmpContent);
+        tmpContent = undefined;
+      } else if ((m = /^rm -f (.+)$/.exec(l))) {
+        for (const word of m[1]!.split(' ')) {
+          if (word.endsWith('*')) {
+            const prefix = word.slice(0, -1);
+            for (const f of [...this.files.keys()]) if (f.startsWith(prefix)) this.files.delete(f);
+          } else this.files.delete(word);
+        }
+      } else if (!/^(set -eu|trap .*|sync .*)$/.test(l)) {
+        throw new UnexpectedCommand(this.name, `remove files: a line the model does not read: ${l}`, c);
+      }
+    }
+    return ok('');
   }
 
   /** The rule of src/apply.ts originalInferenceLines, for a file without a record. */
@@ -647,7 +744,9 @@ export class FakeHost {
     this.lockHolder = by;
     // The preflight's anonymous /readyz probe rides along with the facts when the runner asks for it.
     const readyz = c.script.includes('# kha-deploy preflight readyz') ? `@@KHA-READYZ code=${this.readyz} tool=curl\n` : '';
-    return { output: this.factsText() + readyz };
+    // kha-deploy remove reads its own facts in the same locked command.
+    const removal = c.script.includes('# kha-deploy remove facts') ? this.removalFactsText() : '';
+    return { output: this.factsText() + readyz + removal };
   }
 
   /** Fault hooks the connection consults. */
