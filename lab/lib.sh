@@ -45,7 +45,7 @@ dc() {
 }
 
 # Debian packages the lab needs on the machine.
-LAB_PACKAGES=(docker.io docker-compose debootstrap apt-cacher-ng openssh-client openssl iproute2)
+LAB_PACKAGES=(docker.io docker-compose debootstrap apt-cacher-ng openssh-client openssl iproute2 ansible-core)
 
 pkg_installed() { dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed; }
 

@@ -10,7 +10,7 @@ import type { ClusterSpec } from '../types.js';
 import { type AnsibleCfg, findAnsibleCfg, readAnsibleCfg } from './ansible-cfg.js';
 import { type VarsFile, type VarsFiles, buildModel } from './model.js';
 import { type RawInventory, parseInventoryText } from './parse.js';
-import { validateSources } from './validate.js';
+import { type InventoryInput, validateSources } from './validate.js';
 import { mappingVars, parseYamlInventory, readYaml } from './yaml-inventory.js';
 
 /** An inventory is a few kilobytes; 1 MiB leaves room and keeps a wrong path (a disk image…) cheap. */
@@ -180,6 +180,12 @@ export interface LoadOptions {
  * ANSIBLE_INVENTORY or ansible.cfg's [defaults] inventory names. Every problem is an InventoryError (exit 2).
  */
 export async function loadInventory(path?: string, opts: LoadOptions = {}): Promise<ClusterSpec> {
+  const home = opts.home ?? homedir();
+  return validateSources(await readSources(path, opts), { fileExists: isFile, homeDir: home });
+}
+
+/** Everything loadInventory reads, before validation (also what the Ansible comparison tests inspect). */
+export async function readSources(path?: string, opts: LoadOptions = {}): Promise<InventoryInput> {
   const env = opts.env ?? process.env;
   const cwd = opts.cwd ?? process.cwd();
   const home = opts.home ?? homedir();
@@ -241,16 +247,13 @@ export async function loadInventory(path?: string, opts: LoadOptions = {}): Prom
     }
   }
 
-  return validateSources(
-    {
-      file: main,
-      baseDir: kindOf(main) === 'dir' ? main : dirname(main),
-      inventories,
-      varsFiles,
-      ...(cfg ? { config: cfg.config, warnings: cfg.warnings } : {}),
-      problems,
-    },
-    { fileExists: isFile, homeDir: home },
-  );
+  return {
+    file: main,
+    baseDir: kindOf(main) === 'dir' ? main : dirname(main),
+    inventories,
+    varsFiles,
+    ...(cfg ? { config: cfg.config, warnings: cfg.warnings } : {}),
+    problems,
+  };
 }
 

@@ -192,10 +192,12 @@ export interface VarsFiles {
 export function hostLayers(m: Model, host: string, files: VarsFiles, config: Val[] = []): Val[] {
   const gs = hostGroups(m, host);
   const groupFiles = (g: string) => (files.group.get(g) ?? []).flatMap(vals);
+  // ansible_group_priority in the inventory ranks its group; Ansible does not keep it as a variable.
+  const inventoryVars = (g: string) => (m.groups.get(g)?.vars ?? []).filter((v) => v.key !== 'ansible_group_priority');
   return [
     ...config,
-    ...(m.groups.get('all')?.vars ?? []),
-    ...gs.flatMap((g) => m.groups.get(g)!.vars),
+    ...inventoryVars('all'),
+    ...gs.flatMap(inventoryVars),
     ...groupFiles('all'),
     ...gs.flatMap(groupFiles),
     ...(m.hosts.get(host)?.vars ?? []),

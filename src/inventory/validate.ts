@@ -597,9 +597,53 @@ export function validateSources(input: InventoryInput, opts: ValidateOptions = {
   if (members.length > MAX_PRIORITY)
     P.add({ ...at(group), variable: group.name, message: `${members.length} masters: VRRP has only ${MAX_PRIORITY} priorities` });
 
+  // kubeasz's LB_ROLE=master|backup: exactly one master, which becomes the primary.
+  const roles = members.map((m) => m.lbRole);
+  let lbPrimary: number | undefined;
+  const firstRole = roles.find((r) => r !== undefined);
+  if (firstRole) {
+    for (const r of roles) if (r && !['master', 'backup'].includes(r.value.toLowerCase())) P.bad(r, { bad: `must be master or backup, got ${show(r.value)}` });
+    const masterIdx = roles.flatMap((r, i) => (r?.value.toLowerCase() === 'master' ? [i] : []));
+    if (masterIdx.length === 1) lbPrimary = masterIdx[0];
+    else
+      P.add({
+        ...at(masterIdx.length ? roles[masterIdx[1]!]! : firstRole),
+        variable: 'LB_ROLE',
+        message: masterIdx.length
+          ? `LB_ROLE=master is set on ${masterIdx.map((i) => members[i]!.host.name).join(' and ')}: one master is the primary (the others are LB_ROLE=backup)`
+          : `LB_ROLE is set but no master has LB_ROLE=master: kubeasz's LB_ROLE=master names the primary`,
+        hint: 'set LB_ROLE=master on exactly one host',
+      });
+  }
+
   if (P.list.length > 0 || family === 0) return fail(); // family is 0 only when vip was refused
 
-  const priorities = assignPriorities(explicit);
+  let priorities = assignPriorities(explicit);
+  let lbNote = '';
+  if (lbPrimary !== undefined) {
+    const roleSrc = roles[lbPrimary]!;
+    const pname = members[lbPrimary]!.host.name;
+    if (explicit.every((p) => p === undefined)) {
+      // The LB_ROLE=master host takes the first default (150), the backups the next ones in inventory order.
+      const rank = [lbPrimary, ...members.map((_, i) => i).filter((i) => i !== lbPrimary)];
+      const defaults = assignPriorities(members.map(() => undefined));
+      priorities = members.map((_, i) => defaults[rank.indexOf(i)]!);
+      lbNote = ` ${pname} has LB_ROLE=master (kubeasz, ${lineRef(roleSrc, input.file)}): it gets 150, the other masters 140, 130, … in inventory order.`;
+    } else {
+      const top = Math.max(...priorities);
+      const topIdx = priorities.indexOf(top);
+      if (priorities[lbPrimary] !== top) {
+        const prio = members[topIdx]!.vars.get('priority');
+        P.add({
+          ...at(roleSrc),
+          variable: 'LB_ROLE',
+          message: `LB_ROLE=master is on ${pname} (${lineRef(roleSrc, input.file)}) but ${members[topIdx]!.host.name} has the highest priority (${top}${prio ? `, ${lineRef(prio, input.file)}` : ', a default'}): kha-deploy's primary is the highest priority`,
+          hint: `give ${pname} the highest priority, or move LB_ROLE=master to ${members[topIdx]!.host.name}`,
+        });
+        return fail();
+      }
+    }
+  }
   const full: HostSpec[] = hosts.map((h, i) => ({ ...h, priority: priorities[i]! }));
   const weight = checkWeight(full);
   for (const low of weight.tooLow) {
@@ -618,7 +662,7 @@ export function validateSources(input: InventoryInput, opts: ValidateOptions = {
   }
   if (P.list.length > 0) return fail();
   const order = electionOrder(full);
-  const defaulted = full.filter((_, i) => explicit[i] === undefined).map((h) => h.name);
+  const defaulted = lbNote ? [] : full.filter((_, i) => explicit[i] === undefined).map((h) => h.name);
   return {
     file: input.file,
     group: group.name,
@@ -642,7 +686,7 @@ export function validateSources(input: InventoryInput, opts: ValidateOptions = {
     hosts: full,
     order,
     primary: order[0]!,
-    primaryReason: describePrimary(full, defaulted),
+    primaryReason: describePrimary(full, defaulted) + lbNote,
     ...(input.warnings?.length ? { warnings: input.warnings } : {}),
   };
 }
