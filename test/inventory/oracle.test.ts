@@ -45,14 +45,14 @@ function ansible(path: string): Promise<View> {
   return new Promise((res, rej) =>
     execFile('ansible-inventory', ['-i', join(root, path), '--list'], { env, cwd: home, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (err) return rej(new Error(`ansible-inventory -i ${path} failed: ${stderr}`));
-      const data = JSON.parse(stdout) as Record<string, { hosts?: string[]; children?: string[] }> & { _meta: { hostvars: View['hostvars'] } };
+      const data = JSON.parse(stdout) as Record<string, { hosts?: string[]; children?: string[]; hostvars?: View['hostvars'] }>;
       const groups: View['groups'] = {};
       for (const [name, g] of Object.entries(data)) {
         if (name === '_meta' || name === 'all') continue;
         if (g.hosts?.length || g.children?.length) groups[name] = { hosts: g.hosts ?? [], children: [...(g.children ?? [])].sort() };
       }
       const hostvars: View['hostvars'] = {};
-      for (const h of Object.values(groups).flatMap((g) => g.hosts)) hostvars[h] = data._meta.hostvars[h] ?? {};
+      for (const h of Object.values(groups).flatMap((g) => g.hosts)) hostvars[h] = data._meta?.hostvars?.[h] ?? {};
       res({ groups, hostvars });
     }),
   );
