@@ -575,7 +575,8 @@ export async function runRemove(opts: RemoveOptions): Promise<RemoveResult> {
           res = await s.remote!.run(step.script, { label: step.title, timeoutMs: step.timeoutMs, signal: changeAbort.signal });
         } catch (err) {
           markFailure(s, err);
-          s.done.set(step.id, 'failed');
+          // A step cut short by Ctrl-C stays pending: a rerun does it.
+          if (!(err instanceof InterruptedError)) s.done.set(step.id, 'failed');
           if (err instanceof DeadlineError) throw new DeadlineError(name, step.id, err.timeoutMs, maskSecrets(err.seen ?? ''), { what: step.title, hint: stepHint(step.id) });
           throw err;
         }
