@@ -14,12 +14,14 @@ import { runCheckCommand } from './commands/check-cli.js';
 import { commonOptions, connector, fail, readCredentials, selectHosts, type CommonArgs } from './commands/common.js';
 import { runStatusCommand } from './commands/status-cli.js';
 import { runVerifyCommand, type VerifyArgs } from './commands/verify-cli.js';
+import { removeOptions, runRemoveCommand, type RemoveArgs } from './commands/remove-cli.js';
 import type { HostSpec, RunEvent } from './types.js';
 
 export const EXIT_CODES_HELP = `Exit codes:
   0    converged: every master is configured, the VIP is on the primary, kubectl answers through it
        (check: a deploy would change nothing; status: every master healthy; verify: every check
-       passed; verify --failover: the drill ran and left the cluster as it found it)
+       passed; verify --failover: the drill ran and left the cluster as it found it; remove: every
+       master is clean, also when there was nothing to remove)
   1    a host step or gate failed (the message names host, step, what the host showed, what to do)
        (status: degraded, the reasons are printed; verify: a check failed; verify --failover: the
        cluster was not healthy to begin with (nothing changed), or the drill failed: its figures,
@@ -44,13 +46,14 @@ type Command =
   | { name: 'deploy'; args: DeployArgs }
   | { name: 'check'; args: CommonArgs }
   | { name: 'status'; args: CommonArgs }
-  | { name: 'verify'; args: VerifyArgs };
+  | { name: 'verify'; args: VerifyArgs }
+  | { name: 'remove'; args: RemoveArgs };
 
 export async function main(argv: string[]): Promise<number> {
   let cmd: Command | undefined;
   const parser = yargs(argv)
     .scriptName('kha-deploy')
-    .usage('Usage: kha-deploy [deploy|check|status|verify] -i INVENTORY [options]\n\nMake a Kubernetes control plane highly available: keepalived + haproxy on every master, one master at a time, primary first, gated on the VIP.')
+    .usage('Usage: kha-deploy [deploy|check|status|verify|remove] -i INVENTORY [options]\n\nMake a Kubernetes control plane highly available: keepalived + haproxy on every master, one master at a time, primary first, gated on the VIP.')
     .command(
       ['deploy', '$0'],
       'install and configure keepalived + haproxy on every master (default command)',
@@ -90,6 +93,14 @@ export async function main(argv: string[]): Promise<number> {
         cmd = { name: 'verify', args: a as unknown as VerifyArgs };
       },
     )
+    .command(
+      'remove',
+      'undo kha-deploy: backups first, the VIP holder last; stop and disable the units, put back the configs found before the first deploy (or remove ours), remove the tmpfiles entry and kha-deploy\'s state. --purge also removes the packages. Idempotent',
+      (y) => removeOptions(y),
+      (a) => {
+        cmd = { name: 'remove', args: a as unknown as RemoveArgs };
+      },
+    )
     .epilog(`${EXIT_CODES_HELP}\n\n${ENV_HELP}`)
     .strict()
     .help()
@@ -121,6 +132,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (cmd.name === 'status') return runStatusCommand(cmd.args);
   if (cmd.name === 'verify') return runVerifyCommand(cmd.args);
+  if (cmd.name === 'remove') return runRemoveCommand(cmd.args);
   return deploy(cmd.args);
 }
 
@@ -162,6 +174,7 @@ async function deploy(args: DeployArgs): Promise<number> {
     else lines(e);
   };
   emit({ type: 'inventory', spec });
+  for (const message of spec.warnings ?? []) emit({ type: 'warning', message });
 
   const abort = new AbortController();
   let interrupts = 0;

@@ -39,6 +39,7 @@ export async function runVerifyCommand(args: VerifyArgs): Promise<number> {
   const out = (s: string) => process.stdout.write(`${s}\n`);
   const lines = textUi(out, args.verbose);
   const emit = json ? () => undefined : (e: RunEvent) => lines(e);
+  for (const message of spec.warnings ?? []) emit({ type: 'warning', message });
   const abort = new AbortController();
   let interrupts = 0;
   const onSignal = () => {
