@@ -1,5 +1,6 @@
 // OpenSSH known_hosts parsing and host-key matching, pure (no I/O). Hand-written because no
-// maintained npm package parses known_hosts (hashed names, [host]:port, @revoked, negation).
+// maintained npm package parses known_hosts (hashed names, [host]:port, @revoked, @cert-authority,
+// negation).
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 export interface KnownHostKey {
@@ -11,7 +12,15 @@ export interface KnownHostKey {
 export interface KnownHostEntry extends KnownHostKey {
   /** 1-based line in the file. */
   line: number;
+  /** The file the line is in, when parseKnownHosts was told. */
+  file?: string;
   revoked: boolean;
+  /**
+   * `@cert-authority`: the key signs host certificates for the matching hosts. ssh2 1.17 cannot
+   * negotiate host certificates (no `*-cert-v01@openssh.com` host key algorithm), so such a line
+   * never makes a plain key trusted; it only lets the refusal say why.
+   */
+  certAuthority?: boolean;
   /** Plain entries: comma-separated patterns (may start with `!`, may hold `*`/`?`). */
   patterns: string[];
   /** Hashed entries (`|1|salt|hash`): HMAC-SHA1 of the host name keyed with salt. */
@@ -21,8 +30,10 @@ export interface KnownHostEntry extends KnownHostKey {
 export type HostKeyVerdict =
   | { result: 'match' }
   | { result: 'unknown' }
-  | { result: 'changed'; known: string[] }
-  | { result: 'revoked' };
+  | { result: 'changed'; known: string[]; where: string[] }
+  | { result: 'revoked'; where: string[] }
+  /** No plain key known, but @cert-authority lines cover the host (file:line each). */
+  | { result: 'cert-authority'; where: string[] };
 
 /** ssh2 serverHostKey algorithm names for each key type we can verify. */
 const ALGORITHMS: Record<string, string[]> = {
@@ -72,17 +83,18 @@ function parseHashed(field: string): { salt: Buffer; hash: Buffer } | undefined 
 }
 
 /** Parse known_hosts text; malformed lines are skipped, as ssh does. */
-export function parseKnownHosts(text: string): KnownHostEntry[] {
+export function parseKnownHosts(text: string, file?: string): KnownHostEntry[] {
   const entries: KnownHostEntry[] = [];
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const fields = (lines[i] ?? '').trim().split(/[ \t]+/);
     if (fields[0] === '' || fields[0]?.startsWith('#')) continue;
     let revoked = false;
+    let certAuthority = false;
     if (fields[0]?.startsWith('@')) {
-      // @cert-authority lines sign host certificates; we verify plain keys only, so they are ignored.
-      if (fields[0] !== '@revoked') continue;
-      revoked = true;
+      if (fields[0] === '@revoked') revoked = true;
+      else if (fields[0] === '@cert-authority') certAuthority = true;
+      else continue; // an unknown marker: ssh skips the line too
       fields.shift();
     }
     const [hosts, typeField, keyField] = fields;
@@ -96,7 +108,7 @@ export function parseKnownHosts(text: string): KnownHostEntry[] {
       continue;
     }
     if (normalizeKeyType(typeField) !== type) continue; // the type field must describe the blob
-    const entry: KnownHostEntry = { line: i + 1, revoked, patterns: [], type, blob };
+    const entry: KnownHostEntry = { line: i + 1, ...(file !== undefined ? { file } : {}), revoked, ...(certAuthority ? { certAuthority } : {}), patterns: [], type, blob };
     if (hosts.startsWith('|')) {
       const hashed = parseHashed(hosts);
       if (!hashed) continue;
@@ -140,21 +152,31 @@ function entryMatches(entry: KnownHostEntry, name: string): boolean {
   return matchPatternList(name, entry.patterns);
 }
 
-/** Keys known for host:port, and the revoked blobs that apply to it. */
+/** `file:line` of an entry (`line N` when the file is not known). */
+export function entryLocation(e: Pick<KnownHostEntry, 'file' | 'line'>): string {
+  return e.file !== undefined ? `${e.file}:${e.line}` : `line ${e.line}`;
+}
+
+/**
+ * Keys known for host:port, the revoked blobs that apply to it, and the @cert-authority lines that
+ * cover it; each with the file:line it came from.
+ */
 export function lookupHost(
   entries: readonly KnownHostEntry[],
   host: string,
   port: number,
-): { keys: KnownHostKey[]; revoked: Buffer[] } {
+): { keys: (KnownHostKey & { where: string })[]; revoked: { blob: Buffer; where: string }[]; authorities: KnownHostEntry[] } {
   const name = hostLookupName(host, port);
-  const keys: KnownHostKey[] = [];
-  const revoked: Buffer[] = [];
+  const keys: (KnownHostKey & { where: string })[] = [];
+  const revoked: { blob: Buffer; where: string }[] = [];
+  const authorities: KnownHostEntry[] = [];
   for (const e of entries) {
     if (!entryMatches(e, name)) continue;
-    if (e.revoked) revoked.push(e.blob);
-    else keys.push({ type: e.type, blob: e.blob });
+    if (e.revoked) revoked.push({ blob: e.blob, where: entryLocation(e) });
+    else if (e.certAuthority) authorities.push(e);
+    else keys.push({ type: e.type, blob: e.blob, where: entryLocation(e) });
   }
-  return { keys, revoked };
+  return { keys, revoked, authorities };
 }
 
 /**
@@ -168,10 +190,12 @@ export function verifyHostKey(
   port: number,
   presented: Buffer,
 ): HostKeyVerdict {
-  const { keys, revoked } = lookupHost(entries, host, port);
-  if (revoked.some((b) => b.equals(presented))) return { result: 'revoked' };
+  const { keys, revoked, authorities } = lookupHost(entries, host, port);
+  const revokedHere = revoked.filter((r) => r.blob.equals(presented));
+  if (revokedHere.length > 0) return { result: 'revoked', where: revokedHere.map((r) => r.where) };
   if (keys.some((k) => k.blob.equals(presented))) return { result: 'match' };
-  if (keys.length > 0) return { result: 'changed', known: [...new Set(keys.map((k) => fingerprintSha256(k.blob)))] };
+  if (keys.length > 0) return { result: 'changed', known: [...new Set(keys.map((k) => fingerprintSha256(k.blob)))], where: [...new Set(keys.map((k) => k.where))] };
+  if (authorities.length > 0) return { result: 'cert-authority', where: authorities.map(entryLocation) };
   return { result: 'unknown' };
 }
 

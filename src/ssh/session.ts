@@ -3,8 +3,9 @@
 // a dead ssh-agent, and goes on with the next key), its execCommand decodes each chunk on its own
 // (splitting UTF-8 characters) and closes stdin at once (no password-after-prompt, no hold).
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ClientChannel, type Ssh2Error } from 'ssh2';
-import { ConnectError, DeadlineError, HostStepError, InterruptedError } from '../errors.js';
+import { ConnectError, DeadlineError, HostKeyError, HostStepError, InterruptedError } from '../errors.js';
 import type { HeldCommand, HoldOptions, Remote, RemoteResult, RunOptions } from '../types.js';
 import { maskSecrets } from '../report/redact.js';
 import { SudoPromptWatcher, findPgid, findReadyLine, killScript, stripPgidLine, withSudoNote, wrapCommand } from './command.js';
@@ -44,6 +45,14 @@ export interface ConnectOptions {
   onCommand?: (command: string) => void;
   /** Home directory for the default keys (tests). */
   homeDir?: string;
+  /** IdentitiesOnly (ssh_config): with no key file, offer the default key files but not ssh-agent's keys. */
+  identitiesOnly?: boolean;
+  /** Read after knownHostsFile, never written: more UserKnownHostsFile entries, /etc/ssh/ssh_known_hosts. */
+  extraKnownHostsFiles?: readonly string[];
+  /** Jump hosts in front of the master, the first connected to first (ProxyJump). */
+  jumps?: readonly JumpHop[];
+  /** Shares jump host connections between the masters of a run; without it each connect has its own. */
+  jumpPool?: JumpPool;
 }
 
 interface ExecIo {
@@ -95,35 +104,66 @@ function openSocket(ctx: ConnectContext, timeoutMs: number): Promise<net.Socket>
   });
 }
 
-/** Connect, verify the host key against known_hosts (mandatory), authenticate. */
-export async function connect(opts: ConnectOptions): Promise<SshSession> {
-  const target = `${opts.user}@${endpointOf(opts.address, opts.port)}`;
-  const auth = await planAuth(opts);
-  const verifier = await createHostVerifier(opts).catch((err: Error) => {
-    throw new ConnectError(opts.host, 'connect', `cannot read known_hosts file ${opts.knownHostsFile}: ${err.message}`, {
-      hint: 'check --known-hosts',
+/** One SSH hop to reach: a master, or a jump host in front of it. */
+interface Hop {
+  /** Inventory name of the master this is for (errors, events). */
+  host: string;
+  address: string;
+  port: number;
+  user: string;
+  privateKeyFile?: string;
+  identitiesOnly?: boolean;
+  knownHostsFile: string;
+  extraKnownHostsFiles?: readonly string[];
+  acceptNewHostKeys: boolean;
+  /** `user@address:port`, or `jump host user@address:port` for a jump host. */
+  target: string;
+  /** Set for a jump host: names it in host key errors. */
+  label?: string;
+}
+
+type Dial = (ctx: ConnectContext) => Promise<Duplex>;
+
+/** The key as `ConnectError`s name it: `user@address:port`. */
+function targetOf(h: { user: string; address: string; port: number }): string {
+  return `${h.user}@${endpointOf(h.address, h.port)}`;
+}
+
+/** SSH handshake with one hop over the stream `dial` gives: host key verified (mandatory), authenticated. */
+async function handshake(hop: Hop, common: ConnectOptions, dial: Dial): Promise<{ client: Client; sock: Duplex }> {
+  const auth = await planAuth({
+    host: hop.host,
+    ...(hop.privateKeyFile !== undefined ? { privateKeyFile: hop.privateKeyFile } : {}),
+    ...(common.passphrase !== undefined ? { passphrase: common.passphrase } : {}),
+    // IdentitiesOnly: the agent only stands in for an encrypted key file, it offers none of its own.
+    ...(common.agentSocket !== undefined && !(hop.identitiesOnly && hop.privateKeyFile === undefined) ? { agentSocket: common.agentSocket } : {}),
+    ...(common.homeDir !== undefined ? { homeDir: common.homeDir } : {}),
+  });
+  const verifier = await createHostVerifier(hop).catch((err: Error) => {
+    throw new ConnectError(hop.host, 'connect', `cannot read known_hosts file for ${hop.target}: ${err.message}`, {
+      hint: 'check --known-hosts (and UserKnownHostsFile/GlobalKnownHostsFile in ssh_config)',
       cause: err,
     });
   });
   const ctx: ConnectContext = {
-    host: opts.host,
-    user: opts.user,
-    address: opts.address,
-    port: opts.port,
-    target,
+    host: hop.host,
+    user: hop.user,
+    address: hop.address,
+    port: hop.port,
+    target: hop.target,
     tried: auth.tried,
-    knownHostsFile: opts.knownHostsFile,
+    knownHostsFile: hop.knownHostsFile,
     ...(verifier.algorithms ? { algorithms: verifier.algorithms } : {}),
   };
-  const readyTimeout = opts.readyTimeoutMs ?? 20_000;
-  const sock = await openSocket(ctx, opts.connectTimeoutMs ?? 10_000);
+  const readyTimeout = common.readyTimeoutMs ?? 20_000;
+  const sock = await dial(ctx);
   const client = new ssh2.Client();
-  return new Promise<SshSession>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     let settled = false;
     const verifierFailure = () => {
       const f = verifier.failure;
       if (f === undefined || f instanceof HostStepError) return f; // HostKeyError
-      return new ConnectError(opts.host, 'connect', `cannot record the host key of ${target} in ${opts.knownHostsFile}: ${f.message}`, {
+      return new ConnectError(hop.host, 'connect', `cannot record the host key of ${hop.target} in ${hop.knownHostsFile}: ${f.message}`, {
         hint: 'check that file and its directory are writable (--known-hosts)',
         cause: f,
       });
@@ -139,32 +179,185 @@ export async function connect(opts: ConnectOptions): Promise<SshSession> {
       if (err.level === 'agent') return void ctx.tried.push(`(ssh-agent failed: ${err.message})`); // ssh2 goes on with the next key
       fail(sshError(ctx, err, readyTimeout));
     };
-    const onClose = () => fail(new ConnectError(opts.host, 'connect', `${target} closed the connection during the SSH handshake`, { hint: 'is that port an SSH server (ansible_port)?' }));
+    const onClose = () => fail(new ConnectError(hop.host, 'connect', `${hop.target} closed the connection during the SSH handshake`, { hint: 'is that port an SSH server (ansible_port)?' }));
     client.on('error', onError);
     client.on('close', onClose);
     client.once('ready', () => {
       settled = true;
       client.removeListener('error', onError);
       client.removeListener('close', onClose);
-      resolve(new SshSession(client, opts, target)); // attaches its own 'error' listener right away
+      resolve({ client, sock }); // the caller attaches its own 'error' listener right away
     });
     try {
       client.connect({
         sock,
-        username: opts.user,
+        username: hop.user,
         ...(auth.privateKey ? { privateKey: auth.privateKey } : {}),
         ...(auth.passphrase !== undefined ? { passphrase: auth.passphrase } : {}),
         ...(auth.agent ? { agent: auth.agent } : {}),
         hostVerifier: (key, verify) => verifier.verify(key, verify),
         ...(verifier.algorithms ? { algorithms: { serverHostKey: verifier.algorithms } } : {}),
         readyTimeout,
-        keepaliveInterval: opts.keepaliveIntervalMs ?? 2000,
-        keepaliveCountMax: opts.keepaliveCountMax ?? 3,
+        keepaliveInterval: common.keepaliveIntervalMs ?? 2000,
+        keepaliveCountMax: common.keepaliveCountMax ?? 3,
       });
     } catch (err) {
       fail(err instanceof Error ? sshError(ctx, err, readyTimeout) : new Error(String(err)));
     }
   });
+}
+
+/** A TCP connection to ctx's address opened by the jump host `via` (direct-tcpip), bounded by `timeoutMs`. */
+function forwardThrough(via: Client, viaTarget: string, ctx: ConnectContext, timeoutMs: number): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const where = endpointOf(ctx.address, ctx.port);
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      reject(
+        new ConnectError(ctx.host, 'connect', `cannot connect to ${ctx.target} through jump host ${viaTarget}: no answer within ${Math.round(timeoutMs / 100) / 10} s`, {
+          hint: `can the jump host reach ${where}? (the address and port are used as the jump host sees them)`,
+        }),
+      );
+    }, timeoutMs);
+    try {
+      via.forwardOut('127.0.0.1', 0, ctx.address, ctx.port, (err, stream) => {
+        clearTimeout(timer);
+        if (done) return void stream?.close();
+        done = true;
+        if (!err) return resolve(stream);
+        const prohibited = (err as Error & { reason?: number }).reason === 1 || /prohibited/i.test(err.message);
+        reject(
+          new ConnectError(ctx.host, 'connect', `cannot connect to ${ctx.target} through jump host ${viaTarget}: ${err.message.replace(/^\(SSH\) /, '')}`, {
+            hint: prohibited
+              ? `the jump host's sshd refuses TCP forwarding: set AllowTcpForwarding yes (at least for ${viaTarget.split('@')[0]}) in its sshd_config`
+              : `is sshd running on ${where}, and can the jump host reach it (address and port as the jump host sees them)?`,
+            cause: err,
+          }),
+        );
+      });
+    } catch (err) {
+      clearTimeout(timer);
+      done = true;
+      reject(new ConnectError(ctx.host, 'connect', `cannot connect to ${ctx.target}: the connection to jump host ${viaTarget} is gone (${(err as Error).message})`, { cause: err }));
+    }
+  });
+}
+
+/** A jump host on the way to a master: where it is and how to verify and log in to it. */
+export interface JumpHop {
+  address: string;
+  port: number;
+  user: string;
+  privateKeyFile?: string;
+  identitiesOnly?: boolean;
+  knownHostsFile: string;
+  extraKnownHostsFiles?: readonly string[];
+  acceptNewHostKeys: boolean;
+}
+
+interface PoolEntry {
+  ready: Promise<Client>;
+  users: number;
+  client?: Client;
+}
+
+/**
+ * Jump host connections of one run, shared: masters behind the same chain of jump hosts use one SSH
+ * connection to each hop. A hop's connection ends when the last session through it closes.
+ */
+export class JumpPool {
+  private readonly entries = new Map<string, PoolEntry>();
+
+  /** The connection to the last hop of `chain` (connected through the ones before it), counted as used once. */
+  async acquire(chain: readonly JumpHop[], opts: ConnectOptions): Promise<{ client: Client; target: string; release: () => void }> {
+    const keys = chain.map((h, i) => chain.slice(0, i + 1).map((x) => `${targetOf(x)}`).join(' > '));
+    const held: PoolEntry[] = [];
+    const release = () => {
+      const taken = held.splice(0);
+      for (let k = taken.length - 1; k >= 0; k--) this.drop(keys[k]!, taken[k]!); // the last hop first
+    };
+    try {
+      let via: { client: Client; target: string } | undefined;
+      for (let i = 0; i < chain.length; i++) {
+        const hop = chain[i]!;
+        const key = keys[i]!;
+        let entry = this.entries.get(key);
+        if (!entry) {
+          const target = `jump host ${targetOf(hop)}`;
+          const prev = via;
+          const e: PoolEntry = { users: 0, ready: Promise.resolve(undefined as unknown as Client) };
+          e.ready = handshake(
+            { ...hop, host: opts.host, target, label: `jump host for ${opts.host}` },
+            opts,
+            prev ? (ctx) => forwardThrough(prev.client, prev.target, ctx, opts.connectTimeoutMs ?? 10_000) : (ctx) => openSocket(ctx, opts.connectTimeoutMs ?? 10_000),
+          ).then(({ client }) => {
+            e.client = client;
+            client.on('error', () => undefined); // the sessions through it report the loss
+            client.on('close', () => this.entries.get(key) === e && this.entries.delete(key));
+            return client;
+          });
+          e.ready.catch(() => this.entries.get(key) === e && this.entries.delete(key));
+          this.entries.set(key, e);
+          entry = e;
+        }
+        entry.users++;
+        held.push(entry);
+        via = { client: await entry.ready.catch((err: Error) => Promise.reject(forHost(err, opts.host))), target: `${targetOf(hop)}` };
+      }
+      return { client: via!.client, target: via!.target, release };
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  private drop(key: string, e: PoolEntry): void {
+    if (--e.users > 0) return;
+    if (this.entries.get(key) === e) this.entries.delete(key);
+    e.client?.end();
+  }
+
+  /** End every jump host connection (the end of a run). */
+  close(): void {
+    for (const e of this.entries.values()) e.client?.end();
+    this.entries.clear();
+  }
+}
+
+/** A shared jump host's failure, told for the master that waited on it. */
+function forHost(err: Error, host: string): Error {
+  if (!(err instanceof HostStepError) || err.host === host) return err;
+  if (err instanceof HostKeyError) return new HostKeyError(host, err.kind, err.endpoint.replace(/ \(jump host for [^)]*\)$/, ` (jump host for ${host})`), err.fingerprint, err.knownFingerprints, err.hint !== undefined ? { hint: err.hint } : {});
+  return new ConnectError(host, err.step, err.message, { ...(err.hint !== undefined ? { hint: err.hint } : {}), cause: err.cause ?? err });
+}
+
+/** Connect (through the jump hosts, if any), verify every hop's host key against known_hosts (mandatory), authenticate. */
+export async function connect(opts: ConnectOptions): Promise<SshSession> {
+  const hops = opts.jumps ?? [];
+  let target = targetOf(opts);
+  const hop: Hop = { ...opts, target };
+  if (hops.length === 0) {
+    const { client } = await handshake(hop, opts, (ctx) => openSocket(ctx, opts.connectTimeoutMs ?? 10_000));
+    return new SshSession(client, opts, target);
+  }
+  const ownPool = opts.jumpPool === undefined;
+  const pool = opts.jumpPool ?? new JumpPool();
+  const via = await pool.acquire(hops, opts);
+  target = `${target} via ${via.target}`;
+  try {
+    const { client } = await handshake({ ...hop, target }, opts, (ctx) => forwardThrough(via.client, via.target, ctx, opts.connectTimeoutMs ?? 10_000));
+    const session = new SshSession(client, opts, target);
+    client.once('close', () => {
+      via.release();
+      if (ownPool) pool.close();
+    });
+    return session;
+  } catch (err) {
+    via.release();
+    if (ownPool) pool.close();
+    throw err;
+  }
 }
 
 export class SshSession implements Remote {

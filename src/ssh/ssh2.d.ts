@@ -14,7 +14,8 @@ declare module 'ssh2' {
   }
 
   export interface ConnectConfig {
-    sock?: Socket;
+    /** A connected net.Socket, or any duplex stream (a forwardOut channel: connection hopping). */
+    sock?: Socket | Duplex;
     host?: string;
     port?: number;
     username: string;
@@ -45,6 +46,8 @@ declare module 'ssh2' {
   export class Client extends EventEmitter {
     connect(config: ConnectConfig): this;
     exec(command: string, callback: (err: Error | undefined, channel: ClientChannel) => void): this;
+    /** direct-tcpip: the server opens a TCP connection to dstIP:dstPort; a failure carries `reason` (1 = administratively prohibited). */
+    forwardOut(srcIP: string, srcPort: number, dstIP: string, dstPort: number, callback: (err: (Error & { reason?: number }) | undefined, channel: ClientChannel) => void): this;
     end(): this;
     destroy(): this;
   }
@@ -71,8 +74,16 @@ declare module 'ssh2' {
     on(event: string, listener: (...args: any[]) => void): this;
   }
 
+  export interface TcpipInfo {
+    srcIP: string;
+    srcPort: number;
+    destIP: string;
+    destPort: number;
+  }
+
   export interface Connection extends EventEmitter {
     on(event: 'authentication', listener: (ctx: AuthContext) => void): this;
+    on(event: 'tcpip', listener: (accept: () => ServerChannel, reject: () => void, info: TcpipInfo) => void): this;
     on(event: 'session', listener: (accept: () => Session, reject: () => void) => void): this;
     on(event: string, listener: (...args: any[]) => void): this;
     end(): this;

@@ -36,7 +36,7 @@ describe('known_hosts', () => {
     assert.throws(() => keyTypeOfBlob(Buffer.from([0, 0, 0, 9, 1])));
   });
 
-  it('parses plain, [host]:port, comments, blank lines, @revoked and skips @cert-authority and junk', () => {
+  it('parses plain, [host]:port, comments, blank lines, @revoked, @cert-authority (kept apart) and skips junk', () => {
     const text = [
       '# a comment',
       '',
@@ -51,14 +51,18 @@ describe('known_hosts', () => {
     ].join('\n');
     const entries = parseKnownHosts(text);
     assert.deepEqual(
-      entries.map((e) => [e.line, e.revoked, e.patterns, e.type]),
+      entries.map((e) => [e.line, e.revoked, e.certAuthority ?? false, e.patterns, e.type]),
       [
-        [3, false, ['master1', '10.0.0.1'], 'ssh-ed25519'],
-        [4, false, ['[10.0.0.2]:2222'], 'ecdsa-sha2-nistp384'],
-        [5, true, ['*'], 'ssh-ed25519'],
-        [10, false, ['10.0.0.3'], 'ssh-rsa'],
+        [3, false, false, ['master1', '10.0.0.1'], 'ssh-ed25519'],
+        [4, false, false, ['[10.0.0.2]:2222'], 'ecdsa-sha2-nistp384'],
+        [5, true, false, ['*'], 'ssh-ed25519'],
+        [6, false, true, ['*.example.com'], 'ssh-rsa'],
+        [10, false, false, ['10.0.0.3'], 'ssh-rsa'],
       ],
     );
+    // A CA key is never a host's key: it only signs certificates, which ssh2 cannot negotiate.
+    assert.equal(lookupHost(entries, 'a.example.com', 22).keys.length, 0);
+    assert.deepEqual(lookupHost(entries, 'a.example.com', 22).authorities.map((e) => e.line), [6]);
     assert.deepEqual(lookupHost(entries, 'MASTER1', 22).keys.map((k) => k.type), ['ssh-ed25519']);
     assert.equal(lookupHost(entries, 'master1', 2222).keys.length, 0, 'port 2222 is [master1]:2222, not master1');
     assert.deepEqual(lookupHost(entries, '10.0.0.2', 2222).keys.map((k) => k.type), ['ecdsa-sha2-nistp384']);
@@ -78,18 +82,33 @@ describe('known_hosts', () => {
     assert.deepEqual(verifyHostKey(entries, '127.0.0.1', 2222, ed.blob), { result: 'match' });
     assert.deepEqual(verifyHostKey(entries, '127.0.0.1', 22, ed.blob), { result: 'unknown' });
     assert.deepEqual(verifyHostKey(entries, 'Example.COM', 22, rsa.blob), { result: 'match' });
-    assert.deepEqual(verifyHostKey(entries, 'example.com', 22, other.blob), { result: 'changed', known: [rsa.fingerprint] });
+    assert.deepEqual(verifyHostKey(entries, 'example.com', 22, other.blob), { result: 'changed', known: [rsa.fingerprint], where: ['line 2'] });
   });
 
   it('verifies: match, unknown, changed (same or other type), revoked wins', () => {
-    const entries = parseKnownHosts(`h1 ${ed.pub}\nh1 ${rsa.pub}\n[h2]:2222 ${ec.pub}\n@revoked h3 ${other.pub}\nh3 ${other.pub}\n`);
+    const entries = parseKnownHosts(`h1 ${ed.pub}\nh1 ${rsa.pub}\n[h2]:2222 ${ec.pub}\n@revoked h3 ${other.pub}\nh3 ${other.pub}\n`, '/kh');
     assert.deepEqual(verifyHostKey(entries, 'h1', 22, ed.blob), { result: 'match' });
     assert.deepEqual(verifyHostKey(entries, 'h1', 22, rsa.blob), { result: 'match' });
-    assert.deepEqual(verifyHostKey(entries, 'h1', 22, other.blob), { result: 'changed', known: [ed.fingerprint, rsa.fingerprint] });
-    assert.deepEqual(verifyHostKey(entries, 'h2', 2222, ed.blob), { result: 'changed', known: [ec.fingerprint] });
+    assert.deepEqual(verifyHostKey(entries, 'h1', 22, other.blob), { result: 'changed', known: [ed.fingerprint, rsa.fingerprint], where: ['/kh:1', '/kh:2'] });
+    assert.deepEqual(verifyHostKey(entries, 'h2', 2222, ed.blob), { result: 'changed', known: [ec.fingerprint], where: ['/kh:3'] });
     assert.deepEqual(verifyHostKey(entries, 'h2', 22, ec.blob), { result: 'unknown' });
-    assert.deepEqual(verifyHostKey(entries, 'h3', 22, other.blob), { result: 'revoked' });
+    assert.deepEqual(verifyHostKey(entries, 'h3', 22, other.blob), { result: 'revoked', where: ['/kh:4'] });
     assert.deepEqual(verifyHostKey(entries, 'nobody', 22, ed.blob), { result: 'unknown' });
+  });
+
+  it('@cert-authority: a host covered only by a CA line is neither known nor unknown, and the verdict names the line', () => {
+    const user = parseKnownHosts(`h1 ${ed.pub}\n`, '/home/u/.ssh/known_hosts');
+    const global = parseKnownHosts(`# CA\n@cert-authority *.lab,!bad.lab ${rsa.pub}\n`, '/etc/ssh/ssh_known_hosts');
+    const all = [...user, ...global];
+    assert.deepEqual(verifyHostKey(all, 'm1.lab', 22, ed.blob), { result: 'cert-authority', where: ['/etc/ssh/ssh_known_hosts:2'] });
+    // The CA's own key presented as a plain host key is not trusted either.
+    assert.deepEqual(verifyHostKey(all, 'm1.lab', 22, rsa.blob), { result: 'cert-authority', where: ['/etc/ssh/ssh_known_hosts:2'] });
+    assert.deepEqual(verifyHostKey(all, 'bad.lab', 22, ed.blob), { result: 'unknown' });
+    // A plain key for the host still decides: known → match, other → changed.
+    const withPlain = [...all, ...parseKnownHosts(`m1.lab ${ec.pub}\n`, '/x')];
+    assert.deepEqual(verifyHostKey(withPlain, 'm1.lab', 22, ec.blob), { result: 'match' });
+    assert.equal(verifyHostKey(withPlain, 'm1.lab', 22, ed.blob).result, 'changed');
+    assert.deepEqual(hostKeyAlgorithmsFor(lookupHost(all, 'm1.lab', 22).keys), [], 'CA keys do not restrict the offered algorithms');
   });
 
   it('supports wildcards and negation', () => {
