@@ -207,15 +207,19 @@ async function handshake(hop: Hop, common: ConnectOptions, dial: Dial): Promise<
   });
 }
 
+/** RFC 4254 channel open failure reasons. */
+const OPEN_FAILURES: Record<number, string> = { 1: 'administratively prohibited', 2: 'connect failed', 3: 'unknown channel type', 4: 'resource shortage' };
+
 /** A TCP connection to ctx's address opened by the jump host `via` (direct-tcpip), bounded by `timeoutMs`. */
 function forwardThrough(via: Client, viaTarget: string, ctx: ConnectContext, timeoutMs: number): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     const where = endpointOf(ctx.address, ctx.port);
+    const what = `cannot connect to ${ctx.user}@${where} through jump host ${viaTarget}`;
     let done = false;
     const timer = setTimeout(() => {
       done = true;
       reject(
-        new ConnectError(ctx.host, 'connect', `cannot connect to ${ctx.target} through jump host ${viaTarget}: no answer within ${Math.round(timeoutMs / 100) / 10} s`, {
+        new ConnectError(ctx.host, 'connect', `${what}: no answer within ${Math.round(timeoutMs / 100) / 10} s`, {
           hint: `can the jump host reach ${where}? (the address and port are used as the jump host sees them)`,
         }),
       );
@@ -226,12 +230,14 @@ function forwardThrough(via: Client, viaTarget: string, ctx: ConnectContext, tim
         if (done) return void stream?.close();
         done = true;
         if (!err) return resolve(stream);
-        const prohibited = (err as Error & { reason?: number }).reason === 1 || /prohibited/i.test(err.message);
+        const reason = typeof err.reason === 'number' ? OPEN_FAILURES[err.reason] : undefined;
+        const text = err.message.replace(/^\(SSH\) /, '').replace(/:\s*$/, '');
         reject(
-          new ConnectError(ctx.host, 'connect', `cannot connect to ${ctx.target} through jump host ${viaTarget}: ${err.message.replace(/^\(SSH\) /, '')}`, {
-            hint: prohibited
-              ? `the jump host's sshd refuses TCP forwarding: set AllowTcpForwarding yes (at least for ${viaTarget.split('@')[0]}) in its sshd_config`
-              : `is sshd running on ${where}, and can the jump host reach it (address and port as the jump host sees them)?`,
+          new ConnectError(ctx.host, 'connect', `${what}: ${text}${reason && !text.includes(reason) ? ` (${reason})` : ''}`, {
+            hint:
+              err.reason === 1
+                ? `the jump host's sshd refuses TCP forwarding: set AllowTcpForwarding yes (at least for ${viaTarget.split('@')[0]}) in its sshd_config`
+                : `is sshd running on ${where}, and can the jump host reach it (address and port as the jump host sees them)?`,
             cause: err,
           }),
         );
@@ -239,7 +245,7 @@ function forwardThrough(via: Client, viaTarget: string, ctx: ConnectContext, tim
     } catch (err) {
       clearTimeout(timer);
       done = true;
-      reject(new ConnectError(ctx.host, 'connect', `cannot connect to ${ctx.target}: the connection to jump host ${viaTarget} is gone (${(err as Error).message})`, { cause: err }));
+      reject(new ConnectError(ctx.host, 'connect', `${what}: the connection to the jump host is gone (${(err as Error).message})`, { cause: err }));
     }
   });
 }

@@ -42,6 +42,8 @@ export interface TestServerOptions {
   hostKey?: TestKey;
   /** Refuse channels beyond this many at once, like sshd's MaxSessions. */
   maxSessions?: number;
+  /** direct-tcpip (a jump host: ssh -J, ssh2's forwardOut) to loopback ports; refused otherwise, as AllowTcpForwarding no does. */
+  allowForward?: boolean;
 }
 
 export interface TestServer {
@@ -50,6 +52,10 @@ export interface TestServer {
   auths: { user: string; method: string }[];
   execs: string[];
   maxConcurrent: number;
+  /** SSH connections accepted so far. */
+  connections: number;
+  /** direct-tcpip requests (allowForward servers): where to, and whether they were allowed (loopback only). */
+  forwards: { destIP: string; destPort: number; allowed: boolean }[];
   /** Environment of the spawned shells (fake sudo settings). */
   env: Record<string, string>;
   close(): Promise<void>;
@@ -80,6 +86,8 @@ export async function startTestServer(opts: TestServerOptions): Promise<TestServ
     auths: [],
     execs: [],
     maxConcurrent: 0,
+    connections: 0,
+    forwards: [],
     env: {},
     close: async () => {
       for (const c of connections) c.end();
@@ -89,7 +97,25 @@ export async function startTestServer(opts: TestServerOptions): Promise<TestServ
 
   const server = new ssh2.Server({ hostKeys: [readFileSync(hostKey.file)] }, (client) => {
     connections.add(client);
+    state.connections++;
     client.on('error', () => undefined);
+    // Without a listener ssh2 answers "administratively prohibited", as sshd with AllowTcpForwarding no.
+    if (opts.allowForward) client.on('tcpip', (accept, reject, info) => {
+      const allowed = info.destIP === '127.0.0.1';
+      state.forwards.push({ destIP: info.destIP, destPort: info.destPort, allowed });
+      if (!allowed) return reject();
+      const upstream = net.connect({ host: info.destIP, port: info.destPort });
+      upstream.once('error', () => reject());
+      upstream.once('connect', () => {
+        upstream.removeAllListeners('error');
+        const ch = accept();
+        ch.on('error', () => undefined);
+        upstream.on('error', () => ch.destroy());
+        ch.pipe(upstream).pipe(ch);
+        ch.on('close', () => upstream.destroy());
+        upstream.on('close', () => ch.destroy());
+      });
+    });
     const children = new Set<ReturnType<typeof spawn>>();
     client.on('close', () => {
       connections.delete(client);
