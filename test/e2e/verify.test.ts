@@ -119,10 +119,14 @@ describe('verify on the lab', { concurrency: false }, () => {
     // The test, not the drill, stops keepalived on master2: the VIP goes to master3 instead.
     await stopUnit('master2', 'keepalived');
     try {
+      // Once the drill puts back what it stopped, the test puts back what it stopped.
+      await run.waitFor(/restoring: starting keepalived on master1/, 60_000);
+      await startUnit('master2', 'keepalived');
       const r = await run.done;
       assert.equal(r.code, 1, describeRun(r));
       assert.match(r.stderr, /\[master2\] drill-away: the VIP did not reach master2 within 4 s after keepalived was stopped on master1/);
       assert.match(r.stdout, /restoring: starting keepalived on master1/);
+      assert.match(r.stdout, /drill stopped: the VIP did not reach master2[\s\S]*cluster left as found: VIP on master1/);
       assert.equal((await unitInfo('master1', 'keepalived')).activeState, 'active');
       const t = await hostExec('master1', "systemctl list-units --all --no-legend 'kha-drill-*'");
       assert.equal(t.stdout.trim(), '', `a drill timer was left on master1: ${t.stdout}`);
