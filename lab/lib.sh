@@ -68,7 +68,7 @@ ensure_packages() {
 }
 
 # One lab/up.sh or lab/down.sh at a time on this machine (the hosts' names are machine-wide).
-# Daemons started under the lock get fd 9 closed, so they never hold it.
+# Daemons started under the lock inherit no fd (without_inherited_fds), so they never hold it.
 lab_lock() {
   mkdir -p "$RUN_DIR"
   exec 9>"$RUN_DIR/lab.lock"
@@ -80,6 +80,19 @@ lab_lock() {
 
 docker_running() { docker info >/dev/null 2>&1; }
 
+# without_inherited_fds CMD...: exec CMD with only stdin, stdout and stderr open. The daemons the
+# lab starts outlive the command that started them, so they must not keep its files open, above
+# all a lock: `flock LOCK bash lab/up.sh` hands its lock fd down, and a dockerd that inherited it
+# would hold that lock for as long as it runs.
+without_inherited_fds() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    if [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+  exec "$@"
+}
+
 # Start dockerd in the background when no engine answers. Prints nothing on stdout; records the
 # PID in $DOCKERD_PIDFILE (only when this call started it). Returns 0 when an engine answers.
 ensure_dockerd() {
@@ -90,7 +103,7 @@ ensure_dockerd() {
   # --bridge=none: no default docker0 bridge on 172.17/16; the lab uses its own network and
   # image builds use the host network (apt through the local apt-cacher-ng).
   local pid i
-  setsid dockerd --bridge=none >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null 9>&- &
+  (without_inherited_fds setsid dockerd --bridge=none) >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null &
   pid=$!
   for i in $(seq 1 60); do
     if docker_running; then
@@ -125,8 +138,8 @@ ensure_acng() {
   command -v apt-cacher-ng >/dev/null 2>&1 || die "apt-cacher-ng is not installed (apt-get install apt-cacher-ng), or set LAB_APT_PROXY=none"
   mkdir -p "$RUN_DIR" "$LOG_DIR/acng" "$ACNG_CACHE"
   log "starting apt-cacher-ng on :$ACNG_PORT (cache $ACNG_CACHE)"
-  apt-cacher-ng -c "$LAB_DIR/acng" ForeGround=0 Port="$ACNG_PORT" BindAddress=0.0.0.0 \
-    PidFile="$ACNG_PIDFILE" CacheDir="$ACNG_CACHE" LogDir="$LOG_DIR/acng" </dev/null >>"$LOG_DIR/acng/stdout.log" 2>&1 9>&- \
+  (without_inherited_fds apt-cacher-ng -c "$LAB_DIR/acng" ForeGround=0 Port="$ACNG_PORT" BindAddress=0.0.0.0 \
+    PidFile="$ACNG_PIDFILE" CacheDir="$ACNG_CACHE" LogDir="$LOG_DIR/acng") </dev/null >>"$LOG_DIR/acng/stdout.log" 2>&1 \
     || die "apt-cacher-ng failed to start"
   local i
   for i in $(seq 1 40); do
