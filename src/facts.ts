@@ -17,6 +17,25 @@ declare module './types.js' {
   }
 }
 
+// The VRRP instance in the keepalived.conf on disk (issue 9: the change order and restarts depend on
+// what keepalived runs now). Optional like the above: absent when there is no file or an older script.
+declare module './types.js' {
+  interface HostFacts {
+    /** What keepalived.conf on the host says (only meaningful while keepalived runs it: applied === files[path]). */
+    keepalivedConf?: KeepalivedConfFacts;
+  }
+}
+
+export interface KeepalivedConfFacts {
+  priority: number | null;
+  virtualRouterId: number | null;
+  interface: string | null;
+  /** unicast_src_ip, or null (multicast). */
+  unicastSrcIp: string | null;
+  /** The first address of virtual_ipaddress (without /prefix), or null. */
+  vip: string | null;
+}
+
 /** Where apply records the sha256 of the config a unit last loaded through kha-deploy (see src/apply.ts). */
 export const STATE_DIR = '/var/lib/kha-deploy';
 export const FACTS_BEGIN = 'kha-facts 1';
@@ -128,6 +147,8 @@ export function factsScript(spec: ClusterSpec, playbook: Playbook): string {
     `printf 'firewalld=%s\\n' "$kha_s"`,
     // Whether the config on disk already has the serving check: keepalived < 2.2.5 must not get it by reload.
     `if [ -f ${q(playbook.files.keepalived.path)} ]; then if grep -q chk_haproxy_serving ${q(playbook.files.keepalived.path)} 2>/dev/null; then echo keepalived.serving_check=yes; else echo keepalived.serving_check=no; fi; fi`,
+    // The instance keepalived.conf defines: what a reload keeps or recreates (priority, VRID, interface, unicast, VIP).
+    `if [ -f ${q(playbook.files.keepalived.path)} ]; then sed -n ${KEEPALIVED_CONF_SED.map((e) => `-e ${q(e)}`).join(' ')} ${q(playbook.files.keepalived.path)} 2>/dev/null | head -n 8 || :; fi`,
     `for kha_f in ${managedPaths(playbook).map(q).join(' ')}; do`,
     // `?`: the file exists but could not be hashed (the parser refuses to guess).
     `  if [ -f "$kha_f" ]; then kha_h=$(sha256sum < "$kha_f" 2>/dev/null) || kha_h=; kha_h=\${kha_h%% *}; [ -n "$kha_h" ] || kha_h='?'; else kha_h=-; fi`,
@@ -158,6 +179,16 @@ export function factsScript(spec: ClusterSpec, playbook: Playbook): string {
   return lines.join('\n');
 }
 
+// One line per value, the first of each kind found in the file (ours has one instance); comments never match.
+const KEEPALIVED_CONF_SED = [
+  's/^[[:space:]]*priority[[:space:]][[:space:]]*\\([0-9][0-9]*\\)[[:space:]]*$/keepalived.conf.priority=\\1/p',
+  's/^[[:space:]]*virtual_router_id[[:space:]][[:space:]]*\\([0-9][0-9]*\\)[[:space:]]*$/keepalived.conf.vrid=\\1/p',
+  's/^[[:space:]]*interface[[:space:]][[:space:]]*\\([A-Za-z0-9_.:@-][A-Za-z0-9_.:@-]*\\)[[:space:]]*$/keepalived.conf.interface=\\1/p',
+  's/^[[:space:]]*unicast_src_ip[[:space:]][[:space:]]*\\([0-9A-Fa-f.:][0-9A-Fa-f.:]*\\)[[:space:]]*$/keepalived.conf.unicast_src_ip=\\1/p',
+  's/^[[:space:]]*\\([0-9A-Fa-f.:][0-9A-Fa-f.:]*\\)\\/[0-9][0-9]*[[:space:]][[:space:]]*dev[[:space:]].*/keepalived.conf.vip=\\1/p',
+];
+const KEEPALIVED_CONF_KEYS = ['keepalived.conf.priority', 'keepalived.conf.vrid', 'keepalived.conf.interface', 'keepalived.conf.unicast_src_ip', 'keepalived.conf.vip'];
+
 const KEYS = new Set([
   'os.id',
   'os.id_like',
@@ -179,9 +210,10 @@ const KEYS = new Set([
   'keepalived.serving_check',
   'selinux',
   'firewalld',
+  ...KEEPALIVED_CONF_KEYS,
 ]);
 /** Keys a host may leave out (the fact does not apply there, or an older script did not print it). */
-const OPTIONAL_KEYS = new Set(['os.id', 'os.id_like', 'pkg.interrupted', 'keepalived.serving_check', 'selinux', 'firewalld']);
+const OPTIONAL_KEYS = new Set(['os.id', 'os.id_like', 'pkg.interrupted', 'keepalived.serving_check', 'selinux', 'firewalld', ...KEEPALIVED_CONF_KEYS]);
 const SECTIONS = new Set(['unit.keepalived', 'unit.haproxy', 'ip-addr', 'ip-route']);
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -281,6 +313,20 @@ function routeDev(lines: string[]): string | null {
   return null;
 }
 
+function keepalivedConf(kv: Map<string, string>): KeepalivedConfFacts {
+  const num = (k: string, max: number): number | null => {
+    const v = kv.get(k);
+    return v !== undefined && /^\d{1,3}$/.test(v) && Number(v) <= max ? Number(v) : null;
+  };
+  return {
+    priority: num('keepalived.conf.priority', 255),
+    virtualRouterId: num('keepalived.conf.vrid', 255),
+    interface: kv.get('keepalived.conf.interface') ?? null,
+    unicastSrcIp: kv.get('keepalived.conf.unicast_src_ip') ?? null,
+    vip: kv.get('keepalived.conf.vip') ?? null,
+  };
+}
+
 /** Parse the output of factsScript. Pure; throws an Error quoting the first line it does not understand. */
 export function parseFacts(host: string, stdout: string, vip: string): HostFacts {
   const all = stdout.split('\n').map((l) => l.replace(/\r$/, ''));
@@ -328,6 +374,7 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
     }
     const m = /^([a-z][a-z0-9_.-]*)=(.*)$/.exec(l);
     if (!m || !KEYS.has(m[1]!)) throw new FactsParseError(host, `unexpected line`, [l]);
+    if (m[1]!.startsWith('keepalived.conf.') && kv.has(m[1]!)) continue; // the first instance's value
     kv.set(m[1]!, m[2]!);
   }
   if (open) throw new FactsParseError(host, `section ${open.name} is not closed`, []);
@@ -365,6 +412,7 @@ export function parseFacts(host: string, stdout: string, vip: string): HostFacts
     procEvents: tri(host, 'proc.events', kv.get('proc.events')!),
     ...(selinux !== undefined ? { selinux: selinux === '' ? null : (selinux as 'enforcing' | 'permissive' | 'disabled') } : {}),
     ...(kv.has('firewalld') ? { firewalldRunning: tri(host, 'firewalld', kv.get('firewalld')!) } : {}),
+    ...(KEEPALIVED_CONF_KEYS.some((k) => kv.has(k)) ? { keepalivedConf: keepalivedConf(kv) } : {}),
     pkgInterrupted: kv.get('pkg.interrupted') === 'yes',
     files,
     applied: { keepalived: applied('keepalived'), haproxy: applied('haproxy') },

@@ -8,9 +8,10 @@ import { HostStepError, KhaError, ManyErrors } from '../errors.js';
 import { FactsParseError } from '../facts.js';
 import type { Playbook } from '../playbook.js';
 import { maskSecrets } from '../report/redact.js';
+import { changeOrder } from '../plan-order.js';
 import { FACTS_TIMEOUT_MS, lockAndPlan, toKhaError } from '../runner/rollout.js';
 import { shellQuote, scriptTag } from '../shell.js';
-import type { ClusterSpec, HostPlan, HostSpec, Remote, RunContext } from '../types.js';
+import type { ClusterSpec, HostFacts, HostPlan, HostSpec, Remote, RunContext } from '../types.js';
 
 /** Exit code of check when a deploy would change something. */
 export const EXIT_CHANGES_PENDING = 3;
@@ -20,6 +21,8 @@ export interface HostCheckInput {
   host: string;
   plan: HostPlan;
   current: Record<string, string | null>;
+  /** The facts the plan came from: the change order depends on who holds the VIP (src/plan-order.ts). */
+  facts?: HostFacts;
 }
 
 export interface FileChange {
@@ -52,6 +55,8 @@ export interface CheckReport {
   converged: boolean;
   /** The masters a deploy would change, in the order it would change them (packages first, on all at once). */
   changeOrder: string[];
+  /** Why that order (primary first on a first deploy; the VIP holder last on a running cluster, any VIP move). */
+  changeOrderReason: string;
   hosts: HostCheckReport[];
 }
 
@@ -73,6 +78,7 @@ export function checkReport(spec: ClusterSpec, inputs: readonly HostCheckInput[]
   const byName = new Map(inputs.map((i) => [i.host, i]));
   const hosts = spec.order.filter((n) => byName.has(n)).map((n) => hostReport(spec, byName.get(n)!));
   const converged = hosts.every((h) => h.converged);
+  const order = changeOrder(spec, inputs.map((i) => ({ name: i.host, facts: i.facts, plan: i.plan })));
   return {
     ok: true,
     exitCode: converged ? 0 : EXIT_CHANGES_PENDING,
@@ -80,7 +86,9 @@ export function checkReport(spec: ClusterSpec, inputs: readonly HostCheckInput[]
     primary: spec.primary,
     vip: spec.vip,
     converged,
-    changeOrder: hosts.filter((h) => !h.converged).map((h) => h.host),
+    // The same decision deploy follows (src/plan-order.ts).
+    changeOrder: order.steps.filter((s) => s.changes).map((s) => s.host),
+    changeOrderReason: order.reason,
     hosts,
   };
 }
@@ -141,6 +149,7 @@ export function checkText(report: CheckReport): string {
     out.push(
       `changes pending (exit ${EXIT_CHANGES_PENDING}): a deploy would ${pkgs.length ? `install packages on ${pkgs.join(', ')} at once, then ` : ''}change ${report.changeOrder.join(' → ')}, one at a time`,
     );
+    if (report.changeOrderReason) out.push(`order: ${report.changeOrderReason}`);
   }
   return out.join('\n');
 }
@@ -226,7 +235,7 @@ async function checkHost(h: HostSpec, remote: Remote, spec: ClusterSpec, playboo
       if (res.code !== 0) throw new HostStepError(name, 'check', `reading the managed files failed (exit ${res.code})`, { seen: res.stderr.trim(), hint: 'check needs base64 (coreutils) on the host' });
       current = parseReadFiles(name, res.stdout);
     }
-    return { host: name, plan, current };
+    return { host: name, plan, current, facts };
   } finally {
     await held.release();
   }

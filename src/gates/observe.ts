@@ -251,6 +251,8 @@ export function judgePlacement(
   vip: string,
   expected: string | undefined,
   iface?: string,
+  /** How messages name the expected holder (default: `the primary NAME`). */
+  expectedLabel?: string,
 ): PlacementVerdict {
   const hs = holders(observations);
   if (hs.length > 1) {
@@ -272,7 +274,7 @@ export function judgePlacement(
       ok: false,
       kind: 'wrong-host',
       holders: hs,
-      message: `the VIP ${vip} is on ${hs[0]}, expected on the primary ${expected}`,
+      message: `the VIP ${vip} is on ${hs[0]}, expected on ${expectedLabel ?? `the primary ${expected}`}`,
     };
   }
   const on = observations.find((o) => o.host === expected)!.vipOn;

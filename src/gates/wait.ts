@@ -30,6 +30,8 @@ export interface GateOptions {
   remotes: readonly Remote[];
   /** Undefined when the primary is outside --limit, or when any one holder is right (no preemption). */
   expectedHolder: string | undefined;
+  /** How messages name the expected holder (default: `the primary NAME`). */
+  expectedLabel?: string;
   /** Some master must hold the VIP even without an expected one (vrrp_preempt=false). */
   requireHolder?: boolean;
   expectedInterface?: string | undefined;
@@ -122,10 +124,10 @@ export async function waitForGate(opts: GateOptions): Promise<GatePassed> {
         // While the VIP is expected to be absent still (a primary coming up), look at addresses only:
         // kubectl towards a VIP nobody holds waits seconds for ARP. Once it is placed, check both at once.
         let obs = await observeAll(opts, !opts.vipFirst);
-        let verdict = judgePlacement(obs, opts.spec.vip, opts.expectedHolder, opts.expectedInterface);
+        let verdict = judgePlacement(obs, opts.spec.vip, opts.expectedHolder, opts.expectedInterface, opts.expectedLabel);
         if (opts.vipFirst && verdict.ok) {
           obs = await observeAll(opts, true);
-          verdict = judgePlacement(obs, opts.spec.vip, opts.expectedHolder, opts.expectedInterface);
+          verdict = judgePlacement(obs, opts.spec.vip, opts.expectedHolder, opts.expectedInterface, opts.expectedLabel);
         }
         if (opts.requireHolder && verdict.ok && verdict.holder === '') {
           verdict = { ok: false, kind: 'nobody', holders: [], message: `the VIP ${opts.spec.vip} is on no master` };
@@ -208,7 +210,7 @@ async function explain(opts: GateOptions, last: NotYet, elapsedMs: number, perma
     const subnet = opts.interfaces && opts.expectedInterface ? vipSubnetProblem(opts.interfaces, opts.expectedInterface, spec.vip) : undefined;
     let hint =
       v.kind === 'wrong-host'
-        ? `${target} holds the VIP although ${opts.expectedHolder} has the highest priority: check its keepalived.conf priority and that both run the same instance; an address conflict outside the masters can also cause this`
+        ? `${target} holds the VIP although ${opts.expectedHolder} should${opts.expectedLabel ? '' : ' (it has the highest priority)'}: check its keepalived.conf priority and that both run the same instance; an address conflict outside the masters can also cause this`
         : `check 'journalctl -u keepalived' on ${expected} and that no other machine on the subnet owns ${spec.vip}`;
     let message = `${v.message} after ${secs}s`;
     const owner = v.kind === 'nobody' ? await vipNeighbour(byHost.get(expected), spec) : undefined;

@@ -7,6 +7,7 @@ import { FactsParseError, factsScript, parseFacts } from '../facts.js';
 import { preflightReadyz, readyzProbeScript } from '../gates/preflight.js';
 import { waitForGate } from '../gates/wait.js';
 import { planHost, vipInterface } from '../plan.js';
+import { changeOrder, type OrderStep } from '../plan-order.js';
 import type { Playbook } from '../playbook.js';
 import type { ClusterSpec, HeldCommand, HostFacts, HostPlan, HostRecap, HostSpec, Remote, RunContext, StepStatus } from '../types.js';
 import { READY_MARK, brokenLockOwner, lockRefusal, lockScript } from './lock.js';
@@ -87,8 +88,11 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
    * The VIP must be on the primary (when it is in this run); kubectl must answer through it on `kubectlOn`;
    * the masters in `ready` (their keepalived and haproxy run our configs) must be able to take over.
    */
-  const gate = async (role: 'primary' | 'backup' | 'final', id: string, host: string, kubectlOn: string[], ready: string[]) => {
+  const gate = async (role: 'primary' | 'backup' | 'final', id: string, host: string, kubectlOn: string[], ready: string[], expect?: { holder: string | undefined }) => {
     const primary = states.get(spec.primary);
+    // Where the VIP must be: the step's expectation (a running cluster: the holder, or where a deliberate move takes it), else the primary.
+    const expectedHolder = expect ? expect.holder : primary && spec.vrrpPreempt !== false ? spec.primary : undefined;
+    const holderState = expectedHolder ? states.get(expectedHolder) : undefined;
     const t = gateTiming(playbook, role);
     const probes = new Map(all().map((s) => [s.spec.name, { address: s.spec.address, vipPort: spec.vipPort, monitorPort: spec.haproxyMonitorPort }]));
     const started = Date.now();
@@ -99,16 +103,17 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
         host,
         remotes: remotes(),
         // Without preemption the VIP stays wherever it went: any one holder is right.
-        expectedHolder: primary && spec.vrrpPreempt !== false ? spec.primary : undefined,
+        expectedHolder: spec.vrrpPreempt !== false ? expectedHolder : undefined,
         requireHolder: spec.vrrpPreempt === false,
+        ...(expectedHolder && expectedHolder !== spec.primary ? { expectedLabel: `${expectedHolder}, which holds it until the primary ${spec.primary} takes it over` } : {}),
         health: { hosts: ready, probes },
-        expectedInterface: role !== 'backup' && primary?.facts ? vipInterface(primary.spec, primary.facts) : undefined,
+        expectedInterface: role !== 'backup' && holderState?.facts ? vipInterface(holderState.spec, holderState.facts) : undefined,
         kubectlOn,
         vipFirst: role === 'primary',
         timeoutMs: t.timeoutMs,
         intervalMs: t.intervalMs,
         emit,
-        interfaces: primary?.facts?.interfaces,
+        interfaces: holderState?.facts?.interfaces,
         signal: opts.signal,
       });
       seen = { holders: passed.holder ? [passed.holder] : [], at: `${id} (${host})` };
@@ -197,10 +202,16 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       );
     }
 
-    emit({ type: 'phase', phase: 'rollout', message: `rolling out in order ${order.join(' → ')}` });
-    for (const name of order) {
+    // Primary first on a first deploy; on a running cluster the VIP holder last, with any VIP move planned (src/plan-order.ts).
+    const co = changeOrder(spec, all().map((s) => ({ name: s.spec.name, facts: s.facts, plan: s.plan! })));
+    const steps = co.steps;
+    const done: string[] = [];
+    emit({ type: 'phase', phase: 'rollout', message: `rolling out in order ${steps.map((x) => x.host).join(' → ')} (${co.reason})` });
+    for (const step of steps) {
+      const name = step.host;
       checkAbort();
       const s = states.get(name)!;
+      done.push(name);
       const role = name === spec.primary ? 'primary' : 'backup';
       emit({ type: 'host-start', host: name, role });
       const pkgsDone = needPkgs.includes(s);
@@ -227,7 +238,13 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
         checkAbort();
         changed = (await record(s, () => hostApplier.step(st))) === 'changed' || changed;
       }
-      if (changed) await gate(role, role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only', name, [name], order.slice(0, order.indexOf(name) + 1));
+      if (changed) {
+        if (co.mode === 'first-deploy') await gate(role, role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only', name, [name], [...done]);
+        else {
+          const g = stepGate(step, spec.primary);
+          await gate(g.role, g.id, name, [name], [...done], { holder: step.expectHolder });
+        }
+      }
     }
 
     checkAbort();
@@ -323,6 +340,15 @@ let ownerText: string | undefined;
 export function owner(): string {
   ownerText ??= `kha-deploy pid ${process.pid} by ${userInfo().username}@${hostname()}`; // the host's record adds since= and from=
   return ownerText;
+}
+
+/** The gate after a step on a running cluster: its id and timing role. */
+export function stepGate(step: OrderStep, primary: string): { id: string; role: 'primary' | 'backup' } {
+  const h = step.expectHolder;
+  if (step.moves) return { id: h === primary ? 'vip-on-primary' : 'vip-moved', role: 'primary' };
+  if (h === undefined) return { id: 'vip-on-one-master', role: 'backup' };
+  if (h === step.host) return { id: h === primary ? 'vip-on-primary' : 'vip-still-on-holder', role: 'primary' };
+  return { id: h === primary ? 'vip-still-on-primary-only' : 'vip-still-on-holder', role: 'backup' };
 }
 
 /** A lost connection makes a host unreachable (as Ansible counts it); anything else is a failure. */

@@ -341,6 +341,7 @@ export class FakeHost {
     }
     lines.push(`rundir=${this.dirs.has(pb.runDir) ? 'yes' : 'no'}`);
     lines.push(`rundir.tmpfiles=${this.tmpfilesEntry() ?? ''}`);
+    lines.push(...keepalivedConfLines(this.files.get(pb.files.keepalived.path)));
     for (const u of UNITS) {
       const unit = this.units[u];
       const loaded = this.installed(u);
@@ -792,6 +793,22 @@ export class FakeHost {
   }
 }
 
+/** The keepalived.conf.* fact lines factsScript prints for a keepalived.conf (issue 9: the instance keepalived runs). */
+function keepalivedConfLines(conf: string | undefined): string[] {
+  if (conf === undefined) return [];
+  const out: string[] = [];
+  const first = (key: string, re: RegExp) => {
+    const m = re.exec(conf);
+    if (m) out.push(`keepalived.conf.${key}=${m[1]}`);
+  };
+  first('priority', /^\s*priority\s+(\d+)\s*$/m);
+  first('vrid', /^\s*virtual_router_id\s+(\d+)\s*$/m);
+  first('interface', /^\s*interface\s+([A-Za-z0-9_.:@-]+)\s*$/m);
+  first('unicast_src_ip', /^\s*unicast_src_ip\s+([0-9A-Fa-f.:]+)\s*$/m);
+  first('vip', /^\s*([0-9A-Fa-f.:]+)\/\d+\s+dev\s/m);
+  return out;
+}
+
 function ok(stdout: string): RemoteResult {
   return { code: 0, signal: null, stdout, stderr: '' };
 }
@@ -991,6 +1008,13 @@ export class FakeCluster {
   readonly remotes: FakeRemote[] = [];
   /** Forced VIP holders (split brain, nobody); null: the election decides. */
   forcedVip: string[] | null = null;
+  /**
+   * VRRP as RFC 5798 has it (issue 9): the master holding the VIP keeps it against an equal priority, and
+   * loses it only to a strictly higher one. Off (default): the highest priority wins at once, a tie goes to
+   * the first host. The holder is remembered between observations (see placement()).
+   */
+  vrrpHoldOnTie = false;
+  private lastHolder: string | null = null;
   /** Delay of every answer (default 0: next macrotask). */
   latencyMs = 0;
   /** A hung command without a deadline or signal fails after this long (keeps a test from hanging). */
@@ -1048,6 +1072,7 @@ export class FakeCluster {
     const defaultPrefix = v6 ? 128 : 32;
     if (this.forcedVip !== null) return this.forcedVip.map((n) => ({ host: n, iface: this.host(n).routeInterface, prefix: defaultPrefix }));
     let best: { host: string; iface: string; prefix: number; priority: number } | undefined;
+    let held: typeof best;
     for (const h of this.all()) {
       const k = h.units.keepalived;
       if (k.active !== 'active' || h.units.haproxy.active !== 'active' || k.loaded === null) continue;
@@ -1058,6 +1083,11 @@ export class FakeCluster {
       const prefix = new RegExp(`${esc}/(\\d+)`).exec(k.loaded);
       const cand = { host: h.name, iface: iface[1]!, prefix: prefix ? Number(prefix[1]) : defaultPrefix, priority: Number(prio[1]) };
       if (!best || cand.priority > best.priority) best = cand;
+      if (this.vrrpHoldOnTie && h.name === this.lastHolder) held = cand;
+    }
+    if (this.vrrpHoldOnTie) {
+      if (held && best && held.priority >= best.priority) best = held;
+      this.lastHolder = best?.host ?? null;
     }
     return best ? [{ host: best.host, iface: best.iface, prefix: best.prefix }] : [];
   }

@@ -188,54 +188,57 @@ describe('runRollout: fresh masters', () => {
 });
 
 describe('runRollout: stop on failure', () => {
-  it('a failed gate on the primary stops before the next master: the backups get nothing beyond the lock and observations', async () => {
+  it('a failed gate on the first master changed stops before the next master: the others get nothing beyond the lock and observations', async () => {
+    // A running cluster: master1 holds the VIP, so master2 is changed first (the holder last).
     const fc = new FakeCluster(cluster(), fastPlaybook({ timeoutSeconds: 0.1 })).converge();
-    fc.host('master1').kubectl = 'refused';
-    const before = { master2: fc.host('master2').snapshot(), master3: fc.host('master3').snapshot() };
+    fc.host('master2').kubectl = 'refused';
+    const before = { master1: fc.host('master1').snapshot(), master3: fc.host('master3').snapshot() };
     const { result, events } = await rollout(fc, { spec: changed(fc.spec) });
 
     assert.ok(result.error instanceof GateError, String(result.error));
-    assert.equal(result.error.step, 'vip-on-primary');
+    assert.equal(result.error.step, 'vip-still-on-primary-only');
     assert.match(result.error.message, /did not print a Server Version/);
-    assert.deepEqual(configCommands(fc.host('master1')).map(tagOf), ['write /etc/haproxy/haproxy.cfg', 'service haproxy reload']);
-    untouched(fc.host('master2'), before.master2);
+    assert.deepEqual(configCommands(fc.host('master2')).map(tagOf), ['write /etc/haproxy/haproxy.cfg', 'service haproxy reload']);
+    untouched(fc.host('master1'), before.master1);
     untouched(fc.host('master3'), before.master3);
-    assert.ok(!events.some((e) => e.type === 'host-start' && e.host !== 'master1'));
+    assert.ok(!events.some((e) => e.type === 'host-start' && e.host !== 'master2'));
     assert.ok(!events.some((e) => e.type === 'phase' && e.phase === 'done'), 'no final check');
     assertAllReleasedAndClosed(fc);
   });
 
-  it('a validator failure on master2 stops there: its old file stays, master3 is untouched', async () => {
+  it('a validator failure on master3 stops there: its old file stays, the holder master1 is untouched', async () => {
+    // A running cluster: master2, then master3, then the VIP holder master1.
     const fc = new FakeCluster(cluster(), fastPlaybook()).converge();
     const path = fc.playbook.files.haproxy.path;
-    fc.host('master2').rejectWrite(path, "[ALERT] (4242) : config : parsing [/etc/haproxy/.haproxy.cfg.kha-tmp.Ab12Cd:18] : unknown keyword 'balanse' in 'backend' section");
-    const before = { master2: fc.host('master2').snapshot(), master3: fc.host('master3').snapshot() };
+    fc.host('master3').rejectWrite(path, "[ALERT] (4242) : config : parsing [/etc/haproxy/.haproxy.cfg.kha-tmp.Ab12Cd:18] : unknown keyword 'balanse' in 'backend' section");
+    const before = { master1: fc.host('master1').snapshot(), master3: fc.host('master3').snapshot() };
     const { result } = await rollout(fc, { spec: changed(fc.spec) });
 
     assert.ok(result.error instanceof HostStepError, String(result.error));
-    assert.equal(result.error.host, 'master2');
+    assert.equal(result.error.host, 'master3');
     assert.equal(result.error.step, 'haproxy-config');
     assert.match(result.error.message, /failed validation on the host; the old file stays in place and the service was not touched/);
     assert.match(result.error.seen ?? '', /unknown keyword 'balanse'/);
-    assert.deepEqual(fc.host('master2').snapshot(), before.master2);
-    assert.deepEqual(configCommands(fc.host('master2')).map(tagOf), ['write /etc/haproxy/haproxy.cfg']);
-    untouched(fc.host('master3'), before.master3);
-    assert.equal(fc.host('master1').units.haproxy.loaded, renderHaproxy(changed(fc.spec), fc.playbook), 'master1 went through');
+    assert.deepEqual(fc.host('master3').snapshot(), before.master3);
+    assert.deepEqual(configCommands(fc.host('master3')).map(tagOf), ['write /etc/haproxy/haproxy.cfg']);
+    untouched(fc.host('master1'), before.master1);
+    assert.equal(fc.host('master2').units.haproxy.loaded, renderHaproxy(changed(fc.spec), fc.playbook), 'master2 went through');
     assert.deepEqual(fc.vipHolders(), ['master1']);
   });
 
   it('a unit that does not come up after reload: the applier restores the previous config and restarts it, the error says so, the run stops', async () => {
+    // master2 is changed first (master1 holds the VIP and goes last).
     const fc = new FakeCluster(cluster(), fastPlaybook()).converge();
-    const h = fc.host('master1');
+    const h = fc.host('master2');
     const path = fc.playbook.files.haproxy.path;
     const old = h.files.get(path)!;
     const pid = h.units.haproxy.mainPid;
     h.failService('haproxy', 'reload');
-    const before = { master2: fc.host('master2').snapshot(), master3: fc.host('master3').snapshot() };
+    const before = { master1: fc.host('master1').snapshot(), master3: fc.host('master3').snapshot() };
     const { result } = await rollout(fc, { spec: changed(fc.spec) });
 
     assert.ok(result.error instanceof HostStepError, String(result.error));
-    assert.equal(result.error.host, 'master1');
+    assert.equal(result.error.host, 'master2');
     assert.equal(result.error.step, 'units');
     assert.match(result.error.message, /haproxy did not come up after reload; the previous config was restored and haproxy restarted with it/);
     assert.deepEqual(configCommands(h).map(tagOf), ['write /etc/haproxy/haproxy.cfg', 'service haproxy reload', 'rollback haproxy /etc/haproxy/haproxy.cfg']);
@@ -243,15 +246,15 @@ describe('runRollout: stop on failure', () => {
     assert.equal(h.units.haproxy.active, 'active');
     assert.equal(h.units.haproxy.loaded, old);
     assert.notEqual(h.units.haproxy.mainPid, pid);
-    assert.deepEqual(fc.vipHolders(), ['master1'], 'with haproxy back, the VIP is back on the primary');
-    untouched(fc.host('master2'), before.master2);
+    assert.deepEqual(fc.vipHolders(), ['master1'], 'the VIP stayed on the primary');
+    untouched(fc.host('master1'), before.master1);
     untouched(fc.host('master3'), before.master3);
 
     // The rollback forgot the applied hash: a rerun writes and reloads again, and converges.
     const mark = fc.log.length;
     const rerun = await rollout(fc, { spec: changed(fc.spec) });
     assert.equal(rerun.result.error, undefined, String(rerun.result.error));
-    assert.deepEqual(fc.log.slice(mark).filter((c) => c.host === 'master1' && CONFIG_KINDS.includes(c.kind)).map(tagOf), ['write /etc/haproxy/haproxy.cfg', 'service haproxy reload']);
+    assert.deepEqual(fc.log.slice(mark).filter((c) => c.host === 'master2' && CONFIG_KINDS.includes(c.kind)).map(tagOf), ['write /etc/haproxy/haproxy.cfg', 'service haproxy reload']);
     for (const x of fc.all()) assert.equal(x.units.haproxy.loaded, renderHaproxy(changed(fc.spec), fc.playbook));
   });
 
@@ -301,15 +304,15 @@ describe('runRollout: interrupts', () => {
 
   it('Ctrl-C while a gate waits: InterruptedError at once, nothing reaches the backups, locks released', async () => {
     const fc = new FakeCluster(cluster(), fastPlaybook({ timeoutSeconds: 30 })).converge();
-    fc.host('master1').kubectl = 'refused';
+    fc.host('master2').kubectl = 'refused';
     const ac = new AbortController();
-    const before = { master2: fc.host('master2').snapshot(), master3: fc.host('master3').snapshot() };
+    const before = { master1: fc.host('master1').snapshot(), master3: fc.host('master3').snapshot() };
     const t0 = Date.now();
     const { result } = await rollout(fc, { spec: changed(fc.spec), signal: ac.signal, onEvent: (e) => e.type === 'gate-wait' && ac.abort() });
 
     assert.ok(result.error instanceof InterruptedError, String(result.error));
     assert.ok(Date.now() - t0 < 2000, 'did not wait out the 30 s gate');
-    untouched(fc.host('master2'), before.master2);
+    untouched(fc.host('master1'), before.master1);
     untouched(fc.host('master3'), before.master3);
     for (const h of fc.all()) assert.equal(h.lockReleases, 1);
     assertAllReleasedAndClosed(fc);

@@ -1,0 +1,102 @@
+// The change order (src/plan-order.ts): first deploy vs a running cluster, and VRRP's election simulated
+// so that a change of primary moves the VIP once.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { checkReport, checkText } from '../src/commands/check.js';
+import { changeOrder, elect, runningOrder, type OrderInput } from '../src/plan-order.js';
+import type { HostFacts, HostPlan } from '../src/types.js';
+import { cluster } from './fixtures/facts/cluster.js';
+import { FakeCluster, fastPlaybook } from './helpers/fake-host.js';
+import { parseFacts } from '../src/facts.js';
+import { planHost } from '../src/plan.js';
+import { withPriorities } from './helpers/priorities.js';
+
+const inp = (name: string, running: number | null, next: number, changes = true): OrderInput => ({ name, running, next, changes });
+
+describe('elect: VRRP with preemption', () => {
+  const order = ['a', 'b', 'c'];
+  it('a strictly higher priority takes the VIP; an equal one does not', () => {
+    assert.equal(elect(new Map([['a', 150], ['b', 150], ['c', 130]]), 'a', order), 'a');
+    assert.equal(elect(new Map([['a', 150], ['b', 150], ['c', 130]]), 'b', order), 'b');
+    assert.equal(elect(new Map([['a', 140], ['b', 150], ['c', 130]]), 'a', order), 'b');
+  });
+  it('nobody holding, or the holder not running: the highest takes it', () => {
+    assert.equal(elect(new Map([['a', 140], ['b', 150], ['c', null]]), null, order), 'b');
+    assert.equal(elect(new Map([['a', null], ['b', 130], ['c', 140]]), 'a', order), 'c');
+  });
+});
+
+describe('runningOrder', () => {
+  it('no priority change: the non-holders in the given order, the holder last, the VIP stays', () => {
+    const r = runningOrder([inp('m1', 150, 150), inp('m2', 140, 140), inp('m3', 130, 130)], 'm1', 'm1', true);
+    assert.deepEqual(r.steps.map((s) => [s.host, s.expectHolder, s.moves]), [['m2', 'm1', false], ['m3', 'm1', false], ['m1', 'm1', false]]);
+    assert.equal(r.moves, 0);
+  });
+  it('swap m1 150 ↔ m2 140: holder last, one move when m1 is lowered, straight to m2', () => {
+    const r = runningOrder([inp('m2', 140, 150), inp('m1', 150, 140), inp('m3', 130, 130, false)], 'm1', 'm2', true);
+    assert.deepEqual(r.steps.map((s) => [s.host, s.expectHolder, s.moves]), [['m3', 'm1', false], ['m2', 'm1', false], ['m1', 'm2', true]]);
+    assert.equal(r.moves, 1);
+  });
+  it('the holder lowered below a backup that is raised later: the raise first, so the VIP moves once to the new primary', () => {
+    // m1 150 → 120, m2 140 → 130, m3 130 → 160: in the plain order (m2, m3, m1) m3 takes it at once and keeps it: one move.
+    const r = runningOrder([inp('m3', 130, 160), inp('m2', 140, 130), inp('m1', 150, 120)], 'm1', 'm3', true);
+    assert.equal(r.moves, 1);
+    assert.equal(r.steps.find((s) => s.moves)?.expectHolder, 'm3');
+  });
+  it('the holder stays primary with every priority raised past its old one: the holder first, no move', () => {
+    const r = runningOrder([inp('m1', 150, 200), inp('m2', 140, 190), inp('m3', 130, 180)], 'm1', 'm1', true);
+    assert.deepEqual(r.steps.map((s) => s.host), ['m1', 'm2', 'm3']);
+    assert.equal(r.moves, 0);
+  });
+  it('a holder that is not the primary (the primary returns after a failure) gives the VIP up in one move', () => {
+    const r = runningOrder([inp('m1', null, 150), inp('m2', 140, 140, false), inp('m3', 130, 130, false)], 'm2', 'm1', true);
+    assert.deepEqual(r.steps.filter((s) => s.changes).map((s) => [s.host, s.expectHolder, s.moves]), [['m1', 'm1', true]]);
+  });
+  it('no preemption: no expectation beyond one holder, holder last', () => {
+    const r = runningOrder([inp('m1', 150, 140), inp('m2', 140, 150), inp('m3', 130, 130)], 'm1', 'm2', false);
+    assert.deepEqual(r.steps.map((s) => [s.host, s.expectHolder]), [['m2', undefined], ['m3', undefined], ['m1', undefined]]);
+  });
+});
+
+function factsOf(fc: FakeCluster): { name: string; facts: HostFacts; plan: HostPlan }[] {
+  return fc.all().map((h) => {
+    const facts = parseFacts(h.name, h.factsText(), fc.spec.vip);
+    return { name: h.name, facts, plan: planHost(fc.spec, h.spec, facts, fc.playbook) };
+  });
+}
+
+describe('changeOrder and check', () => {
+  it('fresh masters: first deploy, primary first, every step expects the primary', () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook());
+    const o = changeOrder(fc.spec, factsOf(fc));
+    assert.equal(o.mode, 'first-deploy');
+    assert.deepEqual(o.steps.map((s) => [s.host, s.expectHolder]), [['master1', 'master1'], ['master2', 'master1'], ['master3', 'master1']]);
+  });
+  it('a converged cluster with a change: the holder last; check prints the same order', () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook()).converge();
+    const spec = { ...fc.spec, haproxyBalance: 'leastconn' };
+    const hosts = fc.all().map((h) => {
+      const facts = parseFacts(h.name, h.factsText(), spec.vip);
+      return { name: h.name, facts, plan: planHost(spec, h.spec, facts, fc.playbook) };
+    });
+    const o = changeOrder(spec, hosts);
+    assert.equal(o.mode, 'running');
+    assert.equal(o.holder, 'master1');
+    assert.deepEqual(o.steps.map((s) => s.host), ['master2', 'master3', 'master1']);
+    const report = checkReport(spec, hosts.map((h) => ({ host: h.name, plan: h.plan, current: {}, facts: h.facts })));
+    assert.deepEqual(report.changeOrder, ['master2', 'master3', 'master1']);
+    assert.match(checkText(report), /change master2 → master3 → master1, one at a time\norder: master1 holds the VIP: the other masters first, master1 last/);
+  });
+  it('check on a change of primary names the one VIP move', () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook()).converge();
+    const spec = withPriorities(fc.spec, { master1: 140, master2: 150 });
+    const hosts = fc.all().map((h) => {
+      const hs = spec.hosts.find((x) => x.name === h.name)!;
+      const facts = parseFacts(h.name, h.factsText(), spec.vip);
+      return { host: h.name, facts, plan: planHost(spec, hs, facts, fc.playbook), current: {} };
+    });
+    const report = checkReport(spec, hosts);
+    assert.deepEqual(report.changeOrder.at(-1), 'master1');
+    assert.match(report.changeOrderReason, /the VIP moves once, to master2, when master1 is changed/);
+  });
+});
