@@ -5,6 +5,7 @@ import { ConnectError, DeadlineError, GateError, HostKeyError, HostStepError, In
 import { HostApplier } from '../apply.js';
 import { FactsParseError, factsScript, parseFacts } from '../facts.js';
 import { preflightReadyz, readyzProbeScript } from '../gates/preflight.js';
+import { preflightVipOwner, vipOwnerProbeScript } from '../gates/vip-owner.js';
 import { waitForGate } from '../gates/wait.js';
 import { planHost, vipInterface } from '../plan.js';
 import { changeOrder, type OrderStep } from '../plan-order.js';
@@ -186,6 +187,13 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
         throw err;
       }
     }
+    // A machine that is not a master already answering for the VIP: keepalived would fight it for the address.
+    try {
+      preflightVipOwner({ spec, answers: all().map((s) => ({ spec: s.spec, output: s.lock!.output })), emit });
+    } catch (err) {
+      if (err instanceof ManyErrors) for (const e of err.errors) if (e instanceof HostStepError) markFailure(states.get(e.host), e);
+      throw err;
+    }
 
     // Package installation dominates a first rollout and starts no service (policy-rc.d), so it runs
     // first, on every master in parallel; the playbook requires it to be the first step.
@@ -283,6 +291,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       owner: owner(),
       breakLock: opts.breakLock === true,
       preflight: spec.haproxyHealthCheck === 'readyz',
+      vipOwner: true,
       lockedHint: 'wait for the other run to finish: its lock goes away when it ends, dies or stops sending heartbeats (30 s). If you know it is gone, rerun with --break-lock',
       ...signalOpt,
     });
@@ -302,15 +311,16 @@ export async function lockAndPlan(
   host: HostSpec,
   spec: ClusterSpec,
   playbook: Playbook,
-  o: { owner: string; breakLock?: boolean; preflight: boolean; lockedHint: string; signal?: AbortSignal },
+  o: { owner: string; breakLock?: boolean; preflight: boolean; lockedHint: string; signal?: AbortSignal; /** Also ask who answers for the VIP (the network preflight). */ vipOwner?: boolean },
 ): Promise<{ held: HeldCommand; facts: HostFacts; plan: HostPlan; brokenOwner?: string }> {
   const name = host.name;
   // The probe runs in the background while the facts are read (a TLS round trip costs as much as all the facts).
   const facts = factsScript(spec, playbook);
-  const inner = o.preflight
+  const probes = [...(o.preflight ? [readyzProbeScript(host.address, spec.apiserverPort)] : []), ...(o.vipOwner ? [vipOwnerProbeScript(spec.vip, spec.vipPort)] : [])];
+  const inner = probes.length > 0
     ? [
         'kha_pt=$(mktemp 2>/dev/null) || kha_pt=/tmp/kha-deploy-preflight.$$',
-        `{\n${readyzProbeScript(host.address, spec.apiserverPort)}\n} >"$kha_pt" 2>/dev/null </dev/null &`,
+        `{\n${probes.join('\n')}\n} >"$kha_pt" 2>/dev/null </dev/null &`,
         'kha_pp=$!',
         facts,
         'wait "$kha_pp" || :',

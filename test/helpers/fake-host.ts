@@ -747,7 +747,19 @@ export class FakeHost {
     const readyz = c.script.includes('# kha-deploy preflight readyz') ? `@@KHA-READYZ code=${this.readyz} tool=curl\n` : '';
     // kha-deploy remove reads its own facts in the same locked command.
     const removal = c.script.includes('# kha-deploy remove facts') ? this.removalFactsText() : '';
-    return { output: this.factsText() + readyz + removal };
+    return { output: this.factsText() + readyz + this.vipOwnerText(c) + removal };
+  }
+
+  /** MAC of this host's interface (issue 9: the VIP-owner preflight); derived from the name unless set. */
+  mac: string | null = null;
+
+  /** The VIP-owner preflight's lines (src/gates/vip-owner.ts): the holder says self, the others print `neighbour` (ip neigh), every host its MAC. */
+  private vipOwnerText(c: FakeCommand): string {
+    if (!c.script.includes('# kha-deploy preflight vip-owner')) return '';
+    const mac = this.mac ?? `02:00:00:00:00:${(this.cluster.all().indexOf(this) + 1).toString(16).padStart(2, '0')}`;
+    const holds = this.cluster.placement().some((p) => p.host === this.name);
+    const lines = [holds ? '@@KHA-VIPNEIGH self' : this.neighbour ? `@@KHA-VIPNEIGH ${this.neighbour}` : '', `@@KHA-LINK ${this.routeInterface} ${mac}`];
+    return lines.filter(Boolean).join('\n') + '\n';
   }
 
   /** Fault hooks the connection consults. */

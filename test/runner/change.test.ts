@@ -94,3 +94,35 @@ describe('runRollout on a running cluster (issue 9)', () => {
     assert.deepEqual(changeOrder(fc, 0).filter((h) => h !== 'master2'), [], 'nothing after master2 was touched');
   });
 });
+
+describe('network preflight (issue 9)', () => {
+  it('a machine that is not a master answers for the VIP: exit 1 naming its MAC, before any host is touched', async () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook());
+    fc.host('master2').neighbour = '10.0.0.100 dev ens192 lladdr 52:54:00:aa:bb:cc REACHABLE';
+    const { result } = await rollout(fc, fc.spec);
+    assert.ok(result.error, 'refused');
+    assert.equal((result.error as { exitCode?: number }).exitCode, 1);
+    assert.match(String((result.error as Error).message), /is in use by a machine that is not a master: no host was changed/);
+    assert.match(JSON.stringify((result.error as { errors?: unknown[] }).errors?.map((e) => (e as Error).message)), /MAC 52:54:00:aa:bb:cc answers for it/);
+    for (const h of fc.all()) assert.deepEqual(h.changes(), [], `${h.name} was changed`);
+  });
+
+  it('the VIP answered by a master (its own MAC) is fine; a no-op rerun still sends 2 commands per master', async () => {
+    const fc = converged();
+    fc.host('master2').neighbour = '10.0.0.100 dev ens192 lladdr 02:00:00:00:00:01 REACHABLE';
+    fc.host('master3').neighbour = '10.0.0.100 dev ens192 lladdr 02:00:00:00:00:01 STALE';
+    const { result } = await rollout(fc, fc.spec);
+    assert.equal(result.error, undefined, String(result.error));
+    for (const r of result.recap) assert.equal(r.commands, 2, r.host);
+  });
+
+  it('with --limit a foreign MAC may be a master left out: a warning, not a refusal', async () => {
+    const fc = converged();
+    fc.host('master2').neighbour = '10.0.0.100 dev ens192 lladdr 52:54:00:aa:bb:cc REACHABLE';
+    const spec = fc.spec;
+    const events: RunEvent[] = [];
+    const result = await runRollout({ spec, playbook: fc.playbook, hosts: spec.hosts.filter((h) => h.name !== 'master1'), connect: fc.connect, emit: (e) => events.push(e) });
+    assert.equal(result.error, undefined, String(result.error));
+    assert.ok(events.some((e) => e.type === 'warning' && /MAC 52:54:00:aa:bb:cc .*outside --limit/.test(e.message)));
+  });
+});

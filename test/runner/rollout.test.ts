@@ -480,6 +480,6 @@ describe('runRollout: the recap for each failure', () => {
     fc.host('master2').readyz = '401';
     const { result } = await rollout(fc);
     assert.equal(result.error, undefined, String(result.error));
-    assert.ok(fc.host('master2').commands.every((c) => !c.script.includes('preflight')));
+    assert.ok(fc.host('master2').commands.every((c) => !c.script.includes('preflight readyz')));
   });
 });
