@@ -4,8 +4,12 @@
 # when their inputs changed, generates keys and certificates in lab/.state/, starts the hosts,
 # waits until they are booted, writes lab/.state/known_hosts and the inventories.
 #
-#   bash lab/up.sh [--fresh] [--no-vip-cert | --vip-cert] [HOST...]
+#   bash lab/up.sh [--fresh] [--no-vip-cert | --vip-cert] [--rpm HOST|all ...] [HOST...]
 #     --fresh         recreate HOSTs (all when none is named) from the image: fresh hosts
+#     --rpm HOST      HOST is an RPM-family host (dnf + rpm, no apt; lab/image-rpm), repeatable;
+#                     `--rpm all` for every host. Also starts the RPM repository (kha-lab-rpmrepo,
+#                     172.16.86.20:8080). Without --rpm every host is Debian and the repository is
+#                     removed: any host of the other family is recreated (the default lab).
 #     --no-vip-cert   apiserver serving certificates WITHOUT the VIP in subjectAltName
 #                     (same as LAB_CERT_NO_VIP=1); --vip-cert goes back to certificates with it.
 #                     Changing this recreates every host.
@@ -15,7 +19,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lab_lock
 
-fresh=0 wait_only=0 mode=vip names=()
+fresh=0 wait_only=0 mode=vip names=() rpm_hosts=()
 [[ "${LAB_CERT_NO_VIP:-0}" == 1 ]] && mode=novip
 while (($#)); do
   case "$1" in
@@ -23,7 +27,14 @@ while (($#)); do
     --no-vip-cert) mode=novip ;;
     --vip-cert) mode=vip ;;
     --wait) wait_only=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --rpm)
+      shift
+      case "${1:-}" in
+        all) rpm_hosts=("${HOSTS[@]}") ;;
+        master[1-3]) [[ " ${rpm_hosts[*]} " == *" $1 "* ]] || rpm_hosts+=("$1") ;;
+        *) die "--rpm takes a host (${HOSTS[*]}) or all, not: ${1:-nothing}" ;;
+      esac ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     master[1-3]) names+=("$1") ;;
     *) die "unknown argument: $1 (hosts are ${HOSTS[*]})" ;;
   esac
@@ -56,7 +67,14 @@ mkdir -p "$LOG_DIR"
 
 build_base
 build_host_image
+((${#rpm_hosts[@]} == 0)) || build_rpm_images
 gen_state "$mode"
+
+# The image each host runs: docker-compose.test.yml reads KHA_LAB_<HOST>_IMAGE.
+declare -A want_image
+for h in "${HOSTS[@]}"; do want_image[$h]="$HOST_IMAGE:latest"; done
+for h in "${rpm_hosts[@]}"; do want_image[$h]="$RPM_HOST_IMAGE:latest"; done
+for h in "${HOSTS[@]}"; do export "KHA_LAB_${h^^}_IMAGE=${want_image[$h]}"; done
 
 # Hosts to recreate: the ones asked for with --fresh, and any running host whose lab files are of
 # an older generation (new key, certificates of the other mode, ...), named or not.
@@ -64,6 +82,13 @@ recreate=()
 ((fresh)) && recreate=("${names[@]}")
 for h in "${HOSTS[@]}"; do
   [[ " ${recreate[*]} " == *" $h "* ]] && continue
+  # A host of the other family (Debian / RPM) than asked for: recreated, named or not.
+  img=$(host_image_of "$h")
+  if [[ -n "$img" && "$img" != "${want_image[$h]}" ]]; then
+    recreate+=("$h")
+    [[ " ${names[*]} " == *" $h "* ]] || names+=("$h")
+    continue
+  fi
   if [[ "$(host_state "$h")" == running ]]; then
     g=$(host_generation "$h")
     if [[ -n "$g" && "$g" != "$(cat "$STATE_DIR/hosts/$h/generation")" ]]; then
@@ -76,6 +101,14 @@ if ((${#recreate[@]})); then
   log "recreating ${recreate[*]}"
   for h in "${recreate[@]}"; do docker rm -f "$(container_of "$h")" >/dev/null 2>&1 || true; done
 fi
+repo=$(container_of "$RPM_REPO_SERVICE")
+if ((${#rpm_hosts[@]})); then
+  log "starting the RPM repository ($repo, $RPM_REPO_IP:$RPM_REPO_PORT) for ${rpm_hosts[*]}"
+  dc up -d --no-deps "$RPM_REPO_SERVICE" 2>&1 | grep -v -e 'is up-to-date' -e '^$' | sed 's/^/  [compose] /' >&2 || true
+elif docker inspect "$repo" >/dev/null 2>&1; then
+  log "removing the RPM repository ($repo): no RPM-family host"
+  docker rm -f "$repo" >/dev/null
+fi
 log "starting ${names[*]}"
 dc up -d --no-deps "${names[@]}" 2>&1 | grep -v -e 'is up-to-date' -e '^$' | sed 's/^/  [compose] /' >&2 || true
 # The lab network is internal, and Docker then drops bridged packets to addresses outside the
@@ -87,9 +120,11 @@ fi
 for h in "${names[@]}"; do
   [[ "$(host_state "$h")" == running ]] || die "$h is not running after compose up (state: $(host_state "$h"))"
 done
+((${#rpm_hosts[@]} == 0)) || wait_rpm_repo
 log "waiting for ${names[*]} to boot"
 wait_hosts "${names[@]}" || die "hosts did not boot"
 write_known_hosts
 write_inventories
 log "lab up: ${HOSTS[*]} = ${HOST_IP[master1]} ${HOST_IP[master2]} ${HOST_IP[master3]}, VIP $VIP (held by nobody until kha-deploy runs)"
+((${#rpm_hosts[@]} == 0)) || log "RPM-family hosts (dnf + rpm): ${rpm_hosts[*]}; their repository: http://$RPM_REPO_IP:$RPM_REPO_PORT/ ($repo)"
 log "inventory: $STATE_DIR/inventory.ini (root: inventory-root.ini), known_hosts: $STATE_DIR/known_hosts, key: $STATE_DIR/id_ed25519"

@@ -45,6 +45,8 @@ export const lab = {
   keyPath: join(STATE_DIR, 'id_ed25519'),
   /** Lab CA certificate (signs the apiserver serving certificates and the admin client certificate). */
   caPath: join(STATE_DIR, 'certs', 'ca.crt'),
+  /** The RPM-family hosts' package repository (running only while a host is RPM-family: `LabUpOptions.rpm`). */
+  rpmRepo: { container: 'kha-lab-rpmrepo', address: '172.16.86.20', port: 8080 },
 } as const;
 
 export interface ExecResult {
@@ -142,10 +144,17 @@ export interface LabUpOptions {
    * operator mistake of certificates without the VIP; changing it recreates every host. */
   vipInCert?: boolean;
   timeoutMs?: number;
+  /** Hosts that are RPM-family (dnf + rpm, no apt: lab/image-rpm), with the RPM repository running.
+   * Default none: every call without it brings the lab back to all-Debian (hosts of the other family are recreated). */
+  rpm?: readonly string[];
 }
 
 function certFlag(opts: LabUpOptions): string {
   return opts.vipInCert === false ? '--no-vip-cert' : '--vip-cert';
+}
+
+function rpmFlags(opts: LabUpOptions): string[] {
+  return (opts.rpm ?? []).flatMap((h) => ['--rpm', labHost(h).name]);
 }
 
 async function upScript(args: string[], timeoutMs: number): Promise<void> {
@@ -155,7 +164,7 @@ async function upScript(args: string[], timeoutMs: number): Promise<void> {
 
 /** Brings the lab up (building images when missing), or leaves a running lab as it is. */
 export async function labUp(opts: LabUpOptions = {}): Promise<void> {
-  await upScript([certFlag(opts)], opts.timeoutMs ?? 900_000);
+  await upScript([certFlag(opts), ...rpmFlags(opts)], opts.timeoutMs ?? 900_000);
 }
 
 /** Removes the lab hosts and network (images and lab/.state/ are kept). */
@@ -168,7 +177,7 @@ export async function labDown(): Promise<void> {
  * haproxy, new SSH host keys (known_hosts is rewritten), VIP held by nobody. Waits until booted.
  */
 export async function resetHosts(names?: readonly string[], opts: LabUpOptions = {}): Promise<void> {
-  await upScript(['--fresh', certFlag(opts), ...hostNames(names)], opts.timeoutMs ?? 300_000);
+  await upScript(['--fresh', certFlag(opts), ...rpmFlags(opts), ...hostNames(names)], opts.timeoutMs ?? 300_000);
 }
 
 /** Waits until systemd in each host finished booting and ssh + kube-apiserver are active. */
@@ -378,6 +387,23 @@ export async function startHost(host: string): Promise<void> {
   const h = labHost(host);
   await runOk('docker', ['start', h.container], { timeoutMs: 60_000 });
   await waitBooted([host]);
+}
+
+/** Stops the RPM repository's container (`docker stop`): dnf on the RPM-family hosts can no longer reach it. */
+export async function stopRpmRepo(): Promise<void> {
+  await runOk('docker', ['stop', '-t', '5', lab.rpmRepo.container], { timeoutMs: 60_000 });
+}
+
+/** Starts the RPM repository's container again and waits until it answers HTTP on the lab network. */
+export async function startRpmRepo(): Promise<void> {
+  await runOk('docker', ['start', lab.rpmRepo.container], { timeoutMs: 60_000 });
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const r = await run('bash', ['-c', 'exec 3<>"/dev/tcp/$1/$2"', 'probe', lab.rpmRepo.address, String(lab.rpmRepo.port)], { timeoutMs: 5_000 });
+    if (r.code === 0) return;
+    if (Date.now() > deadline) throw new Error(`the RPM repository does not answer on ${lab.rpmRepo.address}:${lab.rpmRepo.port}`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
 }
 
 /** iptables rules added by dropConnections(), removed by restoreConnections(). */
