@@ -46,9 +46,9 @@ describe('kha-deploy command line', () => {
       const help = await runCli([cmd, '--help']);
       assert.equal(help.code, 0, describeRun(help));
       for (const flag of ['--inventory', '--known-hosts', '--limit', '--output', '--verbose']) assert.ok(help.stdout.includes(flag), `${cmd} --help lacks ${flag}`);
-      const missing = await runCli([cmd]);
+      const missing = await runCli([cmd], { env: { ANSIBLE_CONFIG: join(dir, 'none.cfg'), ANSIBLE_INVENTORY: '' } });
       assert.equal(missing.code, 2, describeRun(missing));
-      assert.match(missing.stderr, /Missing required argument: inventory/);
+      assert.match(missing.stderr, /no inventory given: no -i, no \$ANSIBLE_INVENTORY/);
       const limit = await runCli([cmd, '-i', inv, '--limit', 'm9', '--output', 'json', '--known-hosts', join(dir, 'kh')]);
       assert.equal(limit.code, 2, describeRun(limit));
       assert.equal(limit.json?.exitCode, 2);
@@ -60,11 +60,11 @@ describe('kha-deploy command line', () => {
     assert.equal(connections, 0);
   });
 
-  it('a missing -i is a usage error: exit 2 with usage', async () => {
-    const r = await runCli([]);
+  it('no -i and no inventory from the environment or ansible.cfg: exit 2, saying where it looked and what to do', async () => {
+    const r = await runCli([], { env: { ANSIBLE_CONFIG: join(dir, 'none.cfg'), ANSIBLE_INVENTORY: '' } });
     assert.equal(r.code, 2, describeRun(r));
-    assert.match(r.stderr, /Missing required argument: inventory/);
-    assert.match(r.stderr, /Usage: kha-deploy/);
+    assert.match(r.stderr, /error: no inventory given: no -i, no \$ANSIBLE_INVENTORY, and no ansible\.cfg/);
+    assert.match(r.stderr, /what to do: pass -i FILE\|DIR/);
   });
 
   it('an unknown flag is a usage error', async () => {

@@ -5,7 +5,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, extname, join, relative, resolve } from 'node:path';
-import { InventoryError, type InventoryProblem } from '../errors.js';
+import { InventoryError, UsageError, type InventoryProblem } from '../errors.js';
 import type { ClusterSpec } from '../types.js';
 import { type AnsibleCfg, findAnsibleCfg, readAnsibleCfg } from './ansible-cfg.js';
 import { type VarsFile, type VarsFiles, buildModel } from './model.js';
@@ -207,7 +207,9 @@ export async function readSources(path?: string, opts: LoadOptions = {}): Promis
 
   const sources = path !== undefined ? [resolve(cwd, path)] : env.ANSIBLE_INVENTORY ? env.ANSIBLE_INVENTORY.split(',').map((p) => resolve(cwd, p.trim())) : cfg?.inventory;
   if (!sources || sources.length === 0)
-    throw new InventoryError(cfgFile ?? resolve(cwd), [{ message: 'no inventory given', hint: 'pass -i FILE (or set inventory = FILE under [defaults] in ansible.cfg)' }]);
+    throw new UsageError(`no inventory given: no -i, no $ANSIBLE_INVENTORY, and ${cfgFile ? `no inventory = in ${cfgFile}` : 'no ansible.cfg'}`, {
+      hint: 'pass -i FILE|DIR (or set inventory = FILE under [defaults] in ansible.cfg)',
+    });
   const main = sources[0]!;
 
   const inventories: RawInventory[] = [];
