@@ -1,7 +1,8 @@
 // Network preflight (issue 9): is the VIP already answered for by a machine that is not a master?
 // Checked from every master in the lock + facts command (in the background, like the /readyz probe):
 // a master that does not hold the VIP sends it one packet (ping, else a TCP connect through bash's
-// /dev/tcp: whichever the host has), so the kernel resolves it by ARP/NDP, then prints what
+// /dev/tcp: whichever the host has) after dropping its cached neighbour entry for the VIP, so the
+// kernel resolves it afresh by ARP/NDP, then prints what
 // `ip neigh show VIP` says; every master also prints the MAC addresses of its interfaces. A REACHABLE
 // neighbour whose MAC is none of the masters' → refuse before any host is changed, naming the MAC.
 import { HostStepError, ManyErrors } from '../errors.js';
@@ -19,7 +20,9 @@ export function vipOwnerProbeScript(vip: string, port: number): string {
     scriptTag('preflight', 'vip-owner', vip),
     `if ip -o addr show 2>/dev/null | grep -qF ${shellQuote(` ${vip}/`)}; then echo '${NEIGH} self'`,
     'else',
-    // One packet towards the VIP is enough for the kernel to resolve it (the answer itself does not matter).
+    // A cached entry (the VIP's last holder) would be reused unconfirmed: forget it (a cache only), so the
+    // one packet below makes the kernel ask again by ARP/NDP who has the VIP now (the answer itself does not matter).
+    `  ip neigh flush to ${v} >/dev/null 2>&1 || :`,
     `  if command -v ping >/dev/null 2>&1; then ping -c 1 -W 1 ${v} >/dev/null 2>&1 || :`,
     `  elif command -v bash >/dev/null 2>&1 && command -v timeout >/dev/null 2>&1; then timeout 1 bash -c ${shellQuote(`exec 3<>/dev/tcp/${hostPart}/${port}`)} >/dev/null 2>&1 || :`,
     '  fi',
