@@ -249,12 +249,11 @@ export async function runDrill(opts: DrillOptions): Promise<DrillReport> {
         hint: `check haproxy on ${to} (kha-deploy status shows its view of the apiservers)`,
       });
     }
+    // A probe sent into the move may wait its whole timeout: give the loop time to show answers again.
+    await sleep(probe.timeoutMs + 1000, opts.signal);
     if (dir === 'back') {
       const healthy = await settle(r.holder, limits.healthyMs, opts.signal);
       if (!healthy.ok) throw new HostStepError(r.holder, 'drill-back', `the cluster did not become healthy again: ${healthy.report.reasons.join('; ')}`, { hint: 'kha-deploy status shows the same' });
-    } else {
-      // A probe sent into the move may wait its whole timeout: give the loop time to show answers again.
-      await sleep(probe.timeoutMs + 1000, opts.signal);
     }
     await run(r.prober, probeStopScript(id), 'stop the probe loop', RESTORE_TIMEOUT_MS);
     const samples = parseProbeLines((await probing).stdout);
