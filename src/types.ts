@@ -16,6 +16,8 @@ export interface HostSpec {
   vipInterface?: string;
   /** ansible_ssh_common_args, carried as written; not used yet (no ProxyJump support). */
   sshCommonArgs?: string;
+  /** Which connection values the inventory set (they win over ~/.ssh/config); absent: unknown. */
+  sshExplicit?: { address: boolean; port: boolean; user: boolean };
   /** 1-based line of the host's first definition in the inventory file. */
   line: number;
   /** The file that line is in, when not ClusterSpec.file (an inventory directory, YAML). */

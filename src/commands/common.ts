@@ -80,7 +80,7 @@ export type SshArgs = Pick<CommonArgs, 'acceptNewHostKeys'> & Partial<Pick<Commo
  * counts as unset, so ssh_config may fill it.
  */
 export function routeHost(h: HostSpec): RouteHost {
-  const given = (h as HostSpec & { sshExplicit?: RouteHost['explicit'] }).sshExplicit;
+  const given = h.sshExplicit;
   return {
     name: h.name,
     address: h.address,

@@ -571,6 +571,8 @@ export function validateSources(input: InventoryInput, opts: ValidateOptions = {
       become,
       ...(ifSrc ? { vipInterface: ifSrc.value } : {}),
       ...(argsSrc ? { sshCommonArgs: argsSrc.value } : {}),
+      // Set anywhere (host, group, group_vars, ansible.cfg) wins over ~/.ssh/config, as Ansible's -o options do.
+      sshExplicit: { address: addrSrc !== undefined, port: vars.get('ansible_port') !== undefined, user: userSrc !== undefined },
       line: host.line,
       ...(host.file !== input.file ? { file: host.file } : {}),
     };

@@ -43,8 +43,8 @@ describe('validateInventory: defaults', () => {
       vrrpCheckWeight: -11,
       kubeconfig: '/etc/kubernetes/admin.conf',
       hosts: [
-        { name: 'master1', address: '10.86.13.32', port: 22, user: 'root', become: false, line: 2, priority: 150 },
-        { name: 'master2', address: '10.86.13.31', port: 22, user: 'root', become: false, line: 3, priority: 140 },
+        { name: 'master1', address: '10.86.13.32', port: 22, user: 'root', become: false, line: 2, priority: 150, sshExplicit: { address: true, port: false, user: false } },
+        { name: 'master2', address: '10.86.13.31', port: 22, user: 'root', become: false, line: 3, priority: 140, sshExplicit: { address: true, port: false, user: false } },
       ],
       order: ['master1', 'master2'],
       primary: 'master1',
@@ -113,6 +113,8 @@ describe('validateInventory: defaults', () => {
             user: 'deploy',
             privateKeyFile: '/srv/inv/keys/id_ed25519',
             become: true,
+            // No ansible_host: ssh_config's HostName may still say where to connect; port and user were set.
+            sshExplicit: { address: false, port: true, user: true },
             line: 2,
             priority: 150,
           },
