@@ -5,6 +5,7 @@ import { ConnectError, DeadlineError, GateError, HostKeyError, HostStepError, In
 import { HostApplier } from '../apply.js';
 import { FactsParseError, factsScript, parseFacts } from '../facts.js';
 import { preflightReadyz, readyzProbeScript } from '../gates/preflight.js';
+import { preflightSubnet } from '../gates/subnet.js';
 import { preflightVipOwner, vipOwnerProbeScript } from '../gates/vip-owner.js';
 import { waitForGate } from '../gates/wait.js';
 import { planHost, vipInterface } from '../plan.js';
@@ -188,7 +189,9 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       }
     }
     // A machine that is not a master already answering for the VIP: keepalived would fight it for the address.
+    // An interface without an address in the VIP's subnet: keepalived there could not hold it.
     try {
+      preflightSubnet({ vip: spec.vip, hosts: all().map((s) => ({ name: s.spec.name, iface: vipInterface(s.spec, s.facts!), interfaces: s.facts!.interfaces })) });
       preflightVipOwner({ spec, answers: all().map((s) => ({ spec: s.spec, output: s.lock!.output })), emit });
     } catch (err) {
       if (err instanceof ManyErrors) for (const e of err.errors) if (e instanceof HostStepError) markFailure(states.get(e.host), e);

@@ -126,3 +126,16 @@ describe('network preflight (issue 9)', () => {
     assert.ok(events.some((e) => e.type === 'warning' && /MAC 52:54:00:aa:bb:cc .*outside --limit/.test(e.message)));
   });
 });
+
+describe('subnet preflight (issue 9)', () => {
+  it('an interface without an address in the VIP subnet on one master: exit 1 before any change, naming it', async () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook(), { hosts: { master3: { interfaces: [{ name: 'lo', addrs: ['127.0.0.1/8'] }, { name: 'ens192', addrs: ['192.168.7.13/24'] }] } } });
+    const { result } = await rollout(fc, fc.spec);
+    assert.ok(result.error, 'refused');
+    assert.equal((result.error as { exitCode?: number }).exitCode, 1);
+    assert.match((result.error as Error).message, /not in the subnet of one master's interface: no host was changed/);
+    const errs = (result.error as { errors?: Error[] }).errors ?? [];
+    assert.match(errs[0]?.message ?? '', /interface ens192 has no address in the VIP's subnet \(192\.168\.7\.13\/24\) on master3/);
+    for (const h of fc.all()) assert.deepEqual(h.changes(), [], `${h.name} was changed`);
+  });
+});
