@@ -6,52 +6,19 @@
 // master3 and master2, and never went anywhere else. A second remove changes nothing; --purge
 // removes the packages (not curl); a deploy afterwards converges and leaves the lab as other files expect.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { describeRun, runCli, type CliResult } from '../helpers/cli.js';
 import { traceVip, type VipTrace } from '../helpers/failover.js';
 import { deployArgs } from '../helpers/inventory.js';
 import { hostExec, lab, requireLab, resetHosts, unitInfo, vipHolders } from '../helpers/lab.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const names = lab.hosts.map((h) => h.name);
 const FILES = ['/etc/haproxy/haproxy.cfg', '/etc/keepalived/keepalived.conf', '/etc/tmpfiles.d/kha-deploy-haproxy.conf'];
 const OPERATOR_KEEPALIVED = "! master2's own keepalived.conf, from before kha-deploy\nglobal_defs {\n    router_id operator_master2\n}\n";
 
-/**
- * `kha-deploy remove ARGS`: through the CLI once src/cli.ts has the command; until then through
- * remove's own yargs options and runRemoveCommand (the same code the command runs).
- */
+/** `kha-deploy remove ARGS` through the CLI. */
 function removeCli(args: string[]): Promise<CliResult> {
-  const wired = /['"]remove['"]/.test(readFileSync(new URL('../../src/cli.ts', import.meta.url), 'utf8'));
-  if (wired) return runCli(['remove', ...args]);
-  const program = [
-    "const { default: yargs } = await import('yargs');",
-    "const m = await import('./src/commands/remove-cli.ts');",
-    'const a = await m.removeOptions(yargs(process.argv.slice(1))).strict().parseAsync();',
-    'process.exitCode = await m.runRemoveCommand(a);',
-  ].join('\n');
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', program, '--', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const res: CliResult = { code, signal, stdout, stderr };
-      if (args.includes('json')) {
-        try {
-          res.json = JSON.parse(stdout);
-        } catch {
-          /* the assertion on json shows stdout */
-        }
-      }
-      resolve(res);
-    });
-  });
+  return runCli(['remove', ...args]);
 }
 
 /** sha256, mode and owner of each managed file ('-' when absent). */
