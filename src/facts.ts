@@ -4,37 +4,9 @@
 import { normalizeIP } from './inventory/checks.js';
 import type { Playbook } from './playbook.js';
 import { scriptTag, shellQuote } from './shell.js';
-import type { ClusterSpec, HostFacts, InterfaceFacts, ManagedUnit, PackageManager, UnitFacts } from './types.js';
+import type { ClusterSpec, HostFacts, InterfaceFacts, KeepalivedConfFacts, ManagedUnit, PackageManager, UnitFacts } from './types.js';
 
-// SELinux and firewalld, as the facts read them. Declared here (module augmentation of HostFacts)
-// and optional: facts printed by an older script, and hand-made HostFacts, simply lack them.
-declare module './types.js' {
-  interface HostFacts {
-    /** SELinux mode (getenforce, else /sys/fs/selinux/enforce); null: no SELinux on the host (neither exists). */
-    selinux?: 'enforcing' | 'permissive' | 'disabled' | null;
-    /** firewalld.service is active (systemctl is-active); null: unknown (no systemd). */
-    firewalldRunning?: boolean | null;
-  }
-}
-
-// The VRRP instance in the keepalived.conf on disk (issue 9: the change order and restarts depend on
-// what keepalived runs now). Optional like the above: absent when there is no file or an older script.
-declare module './types.js' {
-  interface HostFacts {
-    /** What keepalived.conf on the host says (only meaningful while keepalived runs it: applied === files[path]). */
-    keepalivedConf?: KeepalivedConfFacts;
-  }
-}
-
-export interface KeepalivedConfFacts {
-  priority: number | null;
-  virtualRouterId: number | null;
-  interface: string | null;
-  /** unicast_src_ip, or null (multicast). */
-  unicastSrcIp: string | null;
-  /** The first address of virtual_ipaddress (without /prefix), or null. */
-  vip: string | null;
-}
+export type { KeepalivedConfFacts } from './types.js';
 
 /** Where apply records the sha256 of the config a unit last loaded through kha-deploy (see src/apply.ts). */
 export const STATE_DIR = '/var/lib/kha-deploy';

@@ -134,6 +134,23 @@ export interface HostFacts {
   interfaces: InterfaceFacts[];
   /** Interfaces that currently carry the VIP. */
   vipOn: string[];
+  /** SELinux mode (getenforce, else /sys/fs/selinux/enforce); null: no SELinux on the host. Absent in facts from an older script. */
+  selinux?: 'enforcing' | 'permissive' | 'disabled' | null;
+  /** firewalld.service is active (systemctl is-active); null: unknown (no systemd). */
+  firewalldRunning?: boolean | null;
+  /** What keepalived.conf on the host says (meaningful while keepalived runs it: applied === files[path]); absent without a file. */
+  keepalivedConf?: KeepalivedConfFacts;
+}
+
+/** The VRRP instance in the keepalived.conf on disk: the change order and restarts depend on what keepalived runs now. */
+export interface KeepalivedConfFacts {
+  priority: number | null;
+  virtualRouterId: number | null;
+  interface: string | null;
+  /** unicast_src_ip, or null (multicast). */
+  unicastSrcIp: string | null;
+  /** The first address of virtual_ipaddress (without /prefix), or null. */
+  vip: string | null;
 }
 
 export type StepStatus = 'ok' | 'changed' | 'failed' | 'skipped';

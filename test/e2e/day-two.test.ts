@@ -70,11 +70,13 @@ describe('day-two commands on the lab', { concurrency: false }, () => {
       assert.ok(lines.includes('+    balance leastconn'), `${h}:\n${block}`);
       assert.match(block, /unit haproxy: reload/);
     }
-    assert.match(r.stdout, /changes pending \(exit 3\): a deploy would change master1 → master2 → master3/);
+    // A running cluster: the masters without the VIP first, its holder last.
+    assert.match(r.stdout, /changes pending \(exit 3\): a deploy would change master2 → master3 → master1/);
+    assert.match(r.stdout, /order: master1 holds the VIP: the other masters first, master1 last/);
     // deploy --check is the same command; its JSON is one document.
     const j = await runCli([...deployArgs(inv, '--check', '--output', 'json')]);
     assert.equal(j.code, 3, describeRun(j));
-    assert.deepEqual(j.json.changeOrder, names);
+    assert.deepEqual(j.json.changeOrder, ['master2', 'master3', 'master1']);
     assert.ok(j.json.hosts.every((h: { files: { diff: string }[] }) => h.files.some((f) => f.diff.includes('+    balance leastconn'))));
     assert.deepEqual(await snapshotAll(), before);
     assert.deepEqual(await vipHolders(), ['master1']);
