@@ -295,6 +295,9 @@ export function keepalivedContext(spec: ClusterSpec, host: HostSpec, iface: stri
     check_loss: -spec.vrrpCheckWeight,
     monitor_port: spec.haproxyMonitorPort,
     curl: CURL_PATH,
+    unicast: spec.vrrpUnicast === true,
+    unicast_src_ip: spec.vrrpUnicast === true ? host.address : undefined,
+    unicast_peers: spec.vrrpUnicast === true ? spec.hosts.filter((h) => h.name !== host.name).map((h) => ({ address: h.address })) : [],
     nopreempt: !spec.vrrpPreempt,
     preempt_delay: spec.vrrpPreempt && spec.vrrpPreemptDelay > 0 ? spec.vrrpPreemptDelay : undefined,
   };
@@ -309,7 +312,7 @@ export function templateCheckContexts(spec: ClusterSpec, host: HostSpec, playboo
   const servers = spec.hosts.map((h) => ({ name: h.name, address: hostPort(h.address) }));
   return {
     haproxy: { ...haproxy, readyz_servers: servers, tcp_servers: servers },
-    keepalived: keepalivedContext(spec, host, 'eth0', UNKNOWN_RENDER_FACTS),
+    keepalived: { ...keepalivedContext(spec, host, 'eth0', UNKNOWN_RENDER_FACTS), unicast_src_ip: host.address, unicast_peers: spec.hosts.map((h) => ({ address: h.address })) },
   };
 }
 

@@ -65,6 +65,11 @@ export interface ClusterSpec {
    */
   vrrpCheckWeight: number;
   kubeconfig: string;
+  /**
+   * vrrp_unicast=true: keepalived sends its adverts to the other masters (unicast_peer) from its own
+   * address (unicast_src_ip = ansible_host, an IP literal) instead of to 224.0.0.18 / ff02::12. Absent: false.
+   */
+  vrrpUnicast?: boolean;
   /** Optional VRRP PASS authentication; a secret: never printed. */
   vrrpAuthPass?: string;
   /** Hosts in inventory order. */

@@ -81,6 +81,22 @@ describe('golden files', () => {
     const s = cluster6();
     golden('keepalived-ipv6-master1.conf', renderKeepalived(s, host(s, 'master1'), 'eth0', playbook, DEB));
   });
+  it('keepalived.conf for master2 with vrrp_unicast=true (unicast_src_ip, unicast_peer)', () => {
+    const s = cluster({ vrrpUnicast: true });
+    const text = renderKeepalived(s, host(s, 'master2'), 'eth0', playbook, DEB);
+    golden('keepalived-unicast-master2.conf', text);
+    const me = host(s, 'master2').address;
+    assert.match(text, new RegExp(`unicast_src_ip ${me.replace(/\./g, '\\.')}\n`));
+    const peers = /unicast_peer \{\n([^}]*)\}/.exec(text)![1]!.trim().split(/\s+/);
+    assert.deepEqual(peers, s.hosts.filter((h) => h.name !== 'master2').map((h) => h.address));
+  });
+  it('keepalived.conf (IPv6) with vrrp_unicast=true', () => {
+    const s = { ...cluster6(), vrrpUnicast: true };
+    golden('keepalived-ipv6-unicast-master1.conf', renderKeepalived(s, host(s, 'master1'), 'eth0', playbook, DEB));
+  });
+  it('keepalived.conf without vrrp_unicast has no unicast lines (multicast)', () => {
+    assert.doesNotMatch(renderKeepalived(cluster(), host(cluster(), 'master1'), 'eth0', playbook, DEB), /unicast/);
+  });
   it('tmpfiles.d entry', () => golden('kha-deploy-haproxy.conf', renderTmpfiles(playbook)));
 });
 

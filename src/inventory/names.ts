@@ -24,6 +24,7 @@ export const CLUSTER_VARS = [
   'vrrp_auth_pass',
   'vrrp_preempt',
   'vrrp_preempt_delay',
+  'vrrp_unicast',
 ] as const;
 
 /** May differ per master. */
@@ -90,6 +91,7 @@ export const DEFAULTS = {
   kubeconfig: '/etc/kubernetes/admin.conf',
   vrrp_preempt: true,
   vrrp_preempt_delay: 0,
+  vrrp_unicast: false,
 } as const;
 
 export const BALANCE_ALGORITHMS = ['roundrobin', 'leastconn', 'static-rr', 'first', 'source'] as const;

@@ -100,7 +100,7 @@ function at(s: { file: string; line: number }): { file: string; line: number } {
   return { file: s.file, line: s.line };
 }
 
-const KEEPALIVED_VARS: readonly string[] = ['vip', 'virtual_router_id', 'advert_int', 'vrrp_auth_pass'];
+const KEEPALIVED_VARS: readonly string[] = ['vip', 'virtual_router_id', 'advert_int', 'vrrp_auth_pass', 'vrrp_unicast'];
 
 function sameEverywhereReason(key: ClusterVar): string {
   if (KEEPALIVED_VARS.includes(key)) return "keepalived instances that disagree produce 'bogus VRRP packet'";
@@ -337,6 +337,7 @@ const CLUSTER_CHECKS: Record<ClusterVar, (value: string) => Bad | undefined> = {
   kubeconfig: checkAbsolutePath,
   vrrp_auth_pass: checkAuthPass,
   vrrp_preempt: (v) => badOf(parseBool(v)),
+  vrrp_unicast: (v) => badOf(parseBool(v)),
   vrrp_preempt_delay: (v) => seconds(v, 0, 1000, 60),
 };
 
@@ -457,6 +458,8 @@ export function validateSources(input: InventoryInput, opts: ValidateOptions = {
   const preemptBool = cv.vrrp_preempt ? parseBool(cv.vrrp_preempt.value) : DEFAULTS.vrrp_preempt;
   const vrrpPreempt = isBad(preemptBool) ? DEFAULTS.vrrp_preempt : preemptBool;
   const vrrpPreemptDelay = int(cv.vrrp_preempt_delay, DEFAULTS.vrrp_preempt_delay);
+  const unicastBool = cv.vrrp_unicast ? parseBool(cv.vrrp_unicast.value) : DEFAULTS.vrrp_unicast;
+  const vrrpUnicast = isBad(unicastBool) ? DEFAULTS.vrrp_unicast : unicastBool;
   if (!vrrpPreempt && cv.vrrp_preempt_delay) {
     // keepalived drops preempt_delay under nopreempt ("incompatible"): say so instead of writing a setting that does nothing.
     P.add({
@@ -497,6 +500,12 @@ export function validateSources(input: InventoryInput, opts: ValidateOptions = {
       P.add({
         ...where,
         message: `${host.name}'s address ${address} is IPv${addrFamily} but the VIP ${vip} is IPv${family}: the VIP and the masters must use the same IP family`,
+      });
+    if (vrrpUnicast && !nameBad && !addrFamily)
+      P.add({
+        ...where,
+        message: `vrrp_unicast=${cv.vrrp_unicast!.value} needs every master's address as an IP literal (unicast_src_ip and unicast_peer), but ${host.name}'s address is the name ${address}`,
+        hint: `set ansible_host=<its IP address in the VIP's subnet> for ${host.name}, or leave vrrp_unicast unset (multicast)`,
       });
     if (family && addrFamily && normalizeIP(address) === normalizeIP(vip))
       P.add({
@@ -682,6 +691,7 @@ export function validateSources(input: InventoryInput, opts: ValidateOptions = {
     haproxyMonitorPort,
     vrrpPreempt,
     vrrpPreemptDelay,
+    ...(vrrpUnicast ? { vrrpUnicast } : {}),
     vrrpCheckWeight: weight.weight,
     kubeconfig,
     ...(vrrpAuthPass !== undefined ? { vrrpAuthPass } : {}),
