@@ -32,6 +32,20 @@ export interface OrderStep {
   expectHolder: string | undefined;
   /** The VIP leaves its holder during this step (a deliberate move the gate must confirm). */
   moves: boolean;
+  /**
+   * A managed instance move (see instanceMove): stop keepalived here before the change and leave it
+   * stopped, so this master neither joins the new instance early (it would elect itself and take the
+   * VIP beside the old holder) nor stays in the old one.
+   */
+  keepalivedStopped?: boolean;
+  /** After this master's change (the holder's: its reload deletes the old instance and drops the VIP), start keepalived on these: the new instance forms on every master at once. */
+  startAfter?: string[];
+}
+
+/** What a managed instance move changes, and how. */
+export interface InstanceMove {
+  /** What differs between the instance keepalived runs and the new one, in words ("virtual_router_id 51 → 52"). */
+  changes: string[];
 }
 
 export interface ChangeOrder {
@@ -44,6 +58,10 @@ export interface ChangeOrder {
   moves: number;
   /** One sentence for the operator: why this order. */
   reason: string;
+  /** Set when the VRRP instance itself changes (VRID, VIP, auth, multicast/unicast): a managed move. */
+  instanceMove?: InstanceMove;
+  /** Why this run must not change anything (an instance move with masters left out by --limit). */
+  refusal?: string;
 }
 
 /** Beyond this many masters to change, no search: non-holders in priority order, then the holder. */
@@ -150,11 +168,73 @@ export function runningHolder(hosts: readonly { name: string; facts?: HostFacts 
   return holders[0]!.name;
 }
 
+/** A master as changeOrder sees it; `authDiffers`: its running keepalived.conf has another vrrp_auth_pass than the inventory's (a salted hash compared, src/runner/rollout.ts). */
+export interface OrderHost {
+  name: string;
+  facts?: HostFacts | undefined;
+  plan: HostPlan;
+  authDiffers?: boolean;
+}
+
+/**
+ * How the VRRP instance keepalived runs on the masters differs from the one this run renders, in the
+ * ways that make masters deaf to each other or make keepalived's reload delete and recreate the
+ * instance (ha-facts.md: VRID, family, interface, unicast-or-multicast, unicast_src_ip; and the VIP and
+ * the auth pass, which every master must agree on). Empty: a reload keeps the instance and its VIP.
+ * Only masters whose keepalived runs count (a stopped one takes no part in the election).
+ */
+export function instanceChanges(spec: ClusterSpec, hosts: readonly OrderHost[]): string[] {
+  const out = new Set<string>();
+  const unicast = spec.vrrpUnicast === true;
+  for (const h of hosts) {
+    const f = h.facts;
+    if (!f || runningPriority(f) === null) continue;
+    const c = f.keepalivedConf;
+    if (!c) continue;
+    if (c.virtualRouterId !== null && c.virtualRouterId !== spec.virtualRouterId) out.add(`virtual_router_id ${c.virtualRouterId} → ${spec.virtualRouterId}`);
+    if (c.vip !== null && c.vip !== spec.vip) out.add(`vip ${c.vip} → ${spec.vip}`);
+    if ((c.unicastSrcIp !== null) !== unicast) out.add(unicast ? 'multicast → unicast (vrrp_unicast=true)' : 'unicast → multicast (vrrp_unicast=false)');
+    if (h.authDiffers === true) out.add('vrrp_auth_pass (value hidden)');
+  }
+  return [...out];
+}
+
+/**
+ * The managed move of the VRRP instance on a running cluster. VRRP cannot hand the VIP from one instance
+ * to another (the new one does not hear the old holder), and two instances electing at once put the VIP
+ * on two masters. So:
+ *   1. every master except the holder, one at a time: keepalived stopped, then its change (configs
+ *      written, haproxy reloaded); keepalived stays stopped. The holder alone keeps the VIP (old instance);
+ *      the gate after each confirms the VIP is still on the holder only and kubectl answers.
+ *   2. the holder last: its change, keepalived reloaded (the old instance is deleted: the VIP leaves it),
+ *      then at once keepalived started on the others: the new instance forms everywhere at the same
+ *      time, all BACKUP, and the highest priority takes the VIP after its master-down interval
+ *      (3 × advert_int + skew). The gate waits until the VIP is on the primary only.
+ * One VIP handover (or a drop and a return to the same master), never two holders. The API is
+ * unreachable through the VIP for about the master-down interval: VRRP gives the new instance no way
+ * to take over sooner without risking two holders.
+ */
+export function instanceMoveOrder(hosts: readonly OrderHost[], names: readonly string[], holder: string, primary: string, preempt: boolean, primaryIn: boolean): OrderStep[] {
+  const byName = new Map(hosts.map((h) => [h.name, h]));
+  const others = names.filter((n) => n !== holder);
+  // By descending priority in spec.order already (names follow spec.order).
+  const stopped = others.filter((n) => byName.get(n)!.plan.steps.some((s) => s.ops.length > 0) || byName.get(n)!.facts?.units.keepalived.active === 'active');
+  const steps: OrderStep[] = others.map((n) => ({
+    host: n,
+    changes: stopped.includes(n),
+    expectHolder: preempt ? holder : undefined,
+    moves: false,
+    ...(stopped.includes(n) ? { keepalivedStopped: true } : {}),
+  }));
+  steps.push({ host: holder, changes: true, expectHolder: preempt && primaryIn ? primary : undefined, moves: preempt && primary !== holder, startAfter: stopped });
+  return steps;
+}
+
 /**
  * The change order for this run. `hosts` are the masters in the run (any order); a master without
  * facts (check's callers may lack them) makes the run count as a first deploy.
  */
-export function changeOrder(spec: ClusterSpec, hosts: readonly { name: string; facts?: HostFacts | undefined; plan: HostPlan }[]): ChangeOrder {
+export function changeOrder(spec: ClusterSpec, hosts: readonly OrderHost[]): ChangeOrder {
   const byName = new Map(hosts.map((h) => [h.name, h]));
   const names = spec.order.filter((n) => byName.has(n));
   const changes = (n: string) => byName.get(n)!.plan.steps.some((s) => s.ops.length > 0);
@@ -170,6 +250,27 @@ export function changeOrder(spec: ClusterSpec, hosts: readonly { name: string; f
     };
   }
   const everyMaster = spec.hosts.every((h) => byName.has(h.name));
+  const instance = instanceChanges(spec, hosts);
+  if (instance.length > 0) {
+    const steps = instanceMoveOrder(hosts, names, holder, spec.primary, preempt, primaryIn);
+    const others = steps.filter((st) => st.keepalivedStopped).map((st) => st.host);
+    return {
+      mode: 'running',
+      holder,
+      steps,
+      moves: 1,
+      instanceMove: { changes: instance },
+      ...(everyMaster
+        ? {}
+        : {
+            refusal: `the VRRP instance changes (${instance.join(', ')}) and masters are left out by --limit (${spec.hosts.filter((h) => !byName.has(h.name)).map((h) => h.name).join(', ')}): they would keep the old instance and take the VIP beside the new one`,
+          }),
+      reason:
+        `the VRRP instance changes (${instance.join(', ')}): a managed move. ${others.length > 0 ? `${others.join(', ')} first, each with keepalived stopped (the VIP stays on ${holder}), ` : ''}` +
+        `${holder} last: its reload drops the VIP from the old instance and keepalived starts on the others at once; the new instance elects ${preempt ? spec.primary : 'one master'} ` +
+        `(the API through the VIP pauses for about 3 × advert_int), and the gate confirms it before the final check`,
+    };
+  }
   const inputs: OrderInput[] = names.map((n) => {
     const f = byName.get(n)!.facts!;
     const next = spec.hosts.find((h) => h.name === n)!.priority;

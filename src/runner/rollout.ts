@@ -1,5 +1,6 @@
 // The pipeline: connect → lock + facts → plan → packages (parallel) → per host in order: re-read
 // facts, apply, gate → final check. Emits RunEvents; never prints.
+import { createHash, randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { ConnectError, DeadlineError, GateError, HostKeyError, HostStepError, InterruptedError, KhaError, ManyErrors } from '../errors.js';
 import { HostApplier } from '../apply.js';
@@ -10,8 +11,9 @@ import { preflightVipOwner, vipOwnerProbeScript } from '../gates/vip-owner.js';
 import { waitForGate } from '../gates/wait.js';
 import { planHost, vipInterface } from '../plan.js';
 import { changeOrder, type OrderStep } from '../plan-order.js';
+import { scriptTag, shellQuote } from '../shell.js';
 import type { Playbook } from '../playbook.js';
-import type { ClusterSpec, HeldCommand, HostFacts, HostPlan, HostRecap, HostSpec, Remote, RunContext, StepStatus } from '../types.js';
+import type { ClusterSpec, HeldCommand, HostFacts, HostPlan, HostRecap, HostSpec, Operation, PlannedStep, Remote, RunContext, StepStatus } from '../types.js';
 import { READY_MARK, brokenLockOwner, lockRefusal, lockScript } from './lock.js';
 import { gateTiming } from './timing.js';
 
@@ -51,6 +53,8 @@ interface HostState {
   lock?: HeldCommand;
   facts?: HostFacts;
   plan?: HostPlan;
+  /** Salted hash of the auth_pass in the host's keepalived.conf (see authProbeScript). */
+  authHash?: string;
   statuses: StepStatus[];
   unreachable: boolean;
 }
@@ -82,6 +86,8 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
   const onAbort = () => setTimeout(() => changeAbort.abort(), COMMAND_GRACE_MS).unref();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const signalOpt = opts.signal ? { signal: opts.signal } : {};
+  // The auth_pass on each master is compared through a hash salted per run: neither the pass nor a reusable hash leaves the host.
+  const authSalt = randomBytes(12).toString('hex');
   const gates: GateRecord[] = [];
   let seen: { holders: string[]; at: string } | undefined;
   let error: unknown;
@@ -214,9 +220,21 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     }
 
     // Primary first on a first deploy; on a running cluster the VIP holder last, with any VIP move planned (src/plan-order.ts).
-    const co = changeOrder(spec, all().map((s) => ({ name: s.spec.name, facts: s.facts, plan: s.plan! })));
+    const expectedAuth = authHash(authSalt, spec.vrrpAuthPass);
+    const co = changeOrder(
+      spec,
+      all().map((s) => ({ name: s.spec.name, facts: s.facts, plan: s.plan!, authDiffers: s.authHash !== undefined && s.facts?.keepalivedConf !== undefined && s.authHash !== expectedAuth })),
+    );
+    if (co.refusal) {
+      const err = new HostStepError(spec.primary, 'preflight', `${co.refusal}; no host was changed`, { hint: 'run without --limit (every master must move to the new instance in the same run), or leave the VRRP settings as they are for now' });
+      markFailure(states.get(spec.primary), err);
+      throw err;
+    }
     const steps = co.steps;
     const done: string[] = [];
+    /** Masters whose keepalived this run stopped for an instance move, with the op that starts it on the new instance. */
+    const deferredStart = new Map<string, Operation>();
+    const unitsTimeoutMs = (playbook.steps.find((x) => x.id === 'units')?.timeoutSeconds ?? 120) * 1000;
     emit({ type: 'phase', phase: 'rollout', message: `rolling out in order ${steps.map((x) => x.host).join(' → ')} (${co.reason})` });
     for (const step of steps) {
       const name = step.host;
@@ -227,7 +245,16 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       emit({ type: 'host-start', host: name, role });
       const pkgsDone = needPkgs.includes(s);
       let plan = s.plan!;
-      if (pkgsDone || plan.steps.some((st) => st.ops.length > 0)) {
+      let stoppedHere = false;
+      if (step.keepalivedStopped && s.facts && s.facts.units.keepalived.active !== 'inactive' && s.facts.units.keepalived.active !== '') {
+        // A managed instance move: out of the old instance now, into the new one only after the holder left it.
+        checkAbort();
+        await record(s, () =>
+          applier(s).step(unitsStep('units', `stop keepalived (VRRP instance move: ${co.instanceMove!.changes.join(', ')})`, [{ op: 'run', script: stopKeepalivedScript(), description: 'systemctl stop keepalived' }], unitsTimeoutMs, `the VRRP instance changes; ${name} rejoins when ${co.holder} has left the old one`)),
+        );
+        stoppedHere = true;
+      }
+      if (stoppedHere || pkgsDone || plan.steps.some((st) => st.ops.length > 0)) {
         // Re-read right before changing: packages just changed the host, or another actor may have.
         await record(s, async () => {
           const res = await s.remote!.run(factsScript(spec, playbook), { label: 'read facts again', timeoutMs: FACTS_TIMEOUT_MS, ...signalOpt });
@@ -241,19 +268,36 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
           return 'skipped';
         }, false);
       }
+      if (step.keepalivedStopped) plan = deferKeepalivedStart(plan, name, deferredStart);
       for (const message of plan.warnings) emit({ type: 'warning', host: name, message });
       const hostApplier = applier(s);
-      let changed = false;
+      let changed = stoppedHere;
       for (const st of plan.steps) {
         if (st.id === 'packages' && pkgsDone) continue;
         checkAbort();
         changed = (await record(s, () => hostApplier.step(st))) === 'changed' || changed;
       }
+      if (step.startAfter && step.startAfter.length > 0) {
+        // The holder has left the old instance (its reload deleted it, and the VIP with it): the others join the new one now, together.
+        const starting = step.startAfter.filter((n) => deferredStart.has(n));
+        await settleAll(
+          starting.map(async (n) => {
+            const t = states.get(n)!;
+            await record(t, () => applier(t).step(unitsStep('units', 'start keepalived on the new VRRP instance', [deferredStart.get(n)!], unitsTimeoutMs, `${co.holder} left the old instance`)));
+            deferredStart.delete(n);
+          }),
+          (i, err) => toKhaError(starting[i]!, 'units', err),
+          'keepalived did not start on the new VRRP instance everywhere',
+        );
+        changed = true;
+      }
       if (changed) {
-        if (co.mode === 'first-deploy') await gate(role, role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only', name, [name], [...done]);
+        // A master whose keepalived waits for the instance move cannot take over yet: not checked for it.
+        const ready = done.filter((n) => !deferredStart.has(n));
+        if (co.mode === 'first-deploy') await gate(role, role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only', name, [name], ready);
         else {
           const g = stepGate(step, spec.primary);
-          await gate(g.role, g.id, name, [name], [...done], { holder: step.expectHolder });
+          await gate(g.role, g.id, name, [name], ready, { holder: step.expectHolder });
         }
       }
     }
@@ -295,12 +339,14 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       breakLock: opts.breakLock === true,
       preflight: spec.haproxyHealthCheck === 'readyz',
       vipOwner: true,
+      authSalt,
       lockedHint: 'wait for the other run to finish: its lock goes away when it ends, dies or stops sending heartbeats (30 s). If you know it is gone, rerun with --break-lock',
       ...signalOpt,
     });
     s.lock = locked.held;
     s.facts = locked.facts;
     s.plan = locked.plan;
+    if (locked.authHash !== undefined) s.authHash = locked.authHash;
     if (locked.brokenOwner) emit({ type: 'warning', host: s.spec.name, message: `--break-lock: ended the run lock held by ${locked.brokenOwner}` });
   }
 }
@@ -314,12 +360,24 @@ export async function lockAndPlan(
   host: HostSpec,
   spec: ClusterSpec,
   playbook: Playbook,
-  o: { owner: string; breakLock?: boolean; preflight: boolean; lockedHint: string; signal?: AbortSignal; /** Also ask who answers for the VIP (the network preflight). */ vipOwner?: boolean },
-): Promise<{ held: HeldCommand; facts: HostFacts; plan: HostPlan; brokenOwner?: string }> {
+  o: {
+    owner: string;
+    breakLock?: boolean;
+    preflight: boolean;
+    lockedHint: string;
+    signal?: AbortSignal;
+    /** Also ask who answers for the VIP (the network preflight). */ vipOwner?: boolean;
+    /** Also report the salted hash of keepalived.conf's auth_pass (an instance move when it differs). */ authSalt?: string;
+  },
+): Promise<{ held: HeldCommand; facts: HostFacts; plan: HostPlan; brokenOwner?: string; authHash?: string }> {
   const name = host.name;
   // The probe runs in the background while the facts are read (a TLS round trip costs as much as all the facts).
   const facts = factsScript(spec, playbook);
-  const probes = [...(o.preflight ? [readyzProbeScript(host.address, spec.apiserverPort)] : []), ...(o.vipOwner ? [vipOwnerProbeScript(spec.vip, spec.vipPort)] : [])];
+  const probes = [
+    ...(o.preflight ? [readyzProbeScript(host.address, spec.apiserverPort)] : []),
+    ...(o.vipOwner ? [vipOwnerProbeScript(spec.vip, spec.vipPort)] : []),
+    ...(o.authSalt ? [authProbeScript(playbook.files.keepalived.path, o.authSalt)] : []),
+  ];
   const inner = probes.length > 0
     ? [
         'kha_pt=$(mktemp 2>/dev/null) || kha_pt=/tmp/kha-deploy-preflight.$$',
@@ -341,7 +399,8 @@ export async function lockAndPlan(
   try {
     const hostFacts = parseFacts(name, held.output, spec.vip);
     const brokenOwner = brokenLockOwner(held.output);
-    return { held, facts: hostFacts, plan: planHost(spec, host, hostFacts, playbook), ...(brokenOwner ? { brokenOwner } : {}) };
+    const auth = new RegExp(`^${AUTH_MARK} ([0-9a-f]{64})\\s*$`, 'm').exec(held.output)?.[1];
+    return { held, facts: hostFacts, plan: planHost(spec, host, hostFacts, playbook), ...(brokenOwner ? { brokenOwner } : {}), ...(auth ? { authHash: auth } : {}) };
   } catch (err) {
     await held.release();
     throw toKhaError(name, 'facts', err);
@@ -362,6 +421,51 @@ export function stepGate(step: OrderStep, primary: string): { id: string; role: 
   if (h === undefined) return { id: 'vip-on-one-master', role: 'backup' };
   if (h === step.host) return { id: h === primary ? 'vip-on-primary' : 'vip-still-on-holder', role: 'primary' };
   return { id: h === primary ? 'vip-still-on-primary-only' : 'vip-still-on-holder', role: 'backup' };
+}
+
+const AUTH_MARK = '@@KHA-AUTH';
+
+/** Prints `@@KHA-AUTH <sha256 of "SALT PASS">` for the first auth_pass in keepalived.conf ('' when none). */
+export function authProbeScript(path: string, salt: string): string {
+  return [
+    scriptTag('preflight', 'vrrp-auth', salt),
+    `kha_a=$(sed -n 's/^[[:space:]]*auth_pass[[:space:]][[:space:]]*\\([^[:space:]]*\\).*/\\1/p' ${shellQuote(path)} 2>/dev/null | head -n 1)`,
+    `printf '%s %s' ${shellQuote(salt)} "$kha_a" | sha256sum 2>/dev/null | sed -n 's/^\\([0-9a-f]\\{64\\}\\).*/${AUTH_MARK} \\1/p'`,
+  ].join('\n');
+}
+
+/** The hash authProbeScript prints for `pass` (none: ''). */
+export function authHash(salt: string, pass: string | undefined): string {
+  return createHash('sha256').update(`${salt} ${pass ?? ''}`, 'utf8').digest('hex');
+}
+
+/** Stops keepalived (a managed instance move); the config keepalived last loaded stays recorded, the unit enabled. */
+function stopKeepalivedScript(): string {
+  return [scriptTag('service', 'keepalived', 'stop'), 'set -eu', `systemctl stop ${shellQuote('keepalived.service')}`].join('\n');
+}
+
+function unitsStep(id: string, title: string, ops: Operation[], timeoutMs: number, reason: string): PlannedStep {
+  return { id, title, ops, timeoutMs, reason };
+}
+
+/**
+ * The plan of a master whose keepalived waits for the instance move: everything but starting keepalived
+ * (kept in `deferred`, run after the holder's change); enabling it at boot still happens now.
+ */
+function deferKeepalivedStart(plan: HostPlan, host: string, deferred: Map<string, Operation>): HostPlan {
+  return {
+    ...plan,
+    steps: plan.steps.map((st) => {
+      if (st.id !== 'units') return st;
+      const ops: Operation[] = [];
+      for (const op of st.ops) {
+        if (op.op === 'service' && op.unit === 'keepalived' && (op.action === 'enable-start' || op.action === 'reload' || op.action === 'restart')) {
+          deferred.set(host, { op: 'service', unit: 'keepalived', action: 'enable-start', ...(op.recordApplied ? { recordApplied: op.recordApplied } : {}) });
+        } else ops.push(op);
+      }
+      return { ...st, ops, reason: ops.length === st.ops.length ? st.reason : `${st.reason} (keepalived starts after the holder's change)` };
+    }),
+  };
 }
 
 /** A lost connection makes a host unreachable (as Ansible counts it); anything else is a failure. */

@@ -220,6 +220,12 @@ export class FakeHost {
   }
 
   /** A write of `path` fails its validator: exit 65 with `message` on stderr; the old file stays. */
+  /** Writes are accepted again (undoes rejectWrite). */
+  acceptWrites(): this {
+    this.writeRejects.clear();
+    return this;
+  }
+
   rejectWrite(path: string, message: string): this {
     this.writeRejects.set(path, message);
     return this;
@@ -616,12 +622,18 @@ export class FakeHost {
   private service(c: FakeCommand): RemoteResult {
     const [unitArg, action] = c.args;
     const unit = unitArg as ManagedUnit;
-    if (!UNITS.includes(unit) || !['enable-start', 'reload', 'restart', 'enable'].includes(action ?? '')) {
+    if (!UNITS.includes(unit) || !['enable-start', 'reload', 'restart', 'enable', 'stop'].includes(action ?? '')) {
       throw new UnexpectedCommand(this.name, `service tag with unknown unit or action: ${c.args.join(' ')}`, c);
     }
     if (!this.installed(unit)) return fail(5, `Failed to ${action === 'reload' ? 'reload' : 'enable'} unit: Unit ${unit}.service not found.\n`);
     const u = this.units[unit];
     let error: string | null = null;
+    if (action === 'stop') {
+      // Issue 9: a managed VRRP instance move stops keepalived on the non-holders (systemctl stop).
+      Object.assign(u, { active: 'inactive', mainPid: 0, loaded: null });
+      this.journal[unit].push(`systemd[1]: Stopped ${unit}.service.`);
+      return ok('');
+    }
     if (action === 'enable' || action === 'enable-start') u.enabled = 'enabled';
     if (action === 'enable-start') {
       // `systemctl start` of a running unit does nothing.
@@ -747,7 +759,16 @@ export class FakeHost {
     const readyz = c.script.includes('# kha-deploy preflight readyz') ? `@@KHA-READYZ code=${this.readyz} tool=curl\n` : '';
     // kha-deploy remove reads its own facts in the same locked command.
     const removal = c.script.includes('# kha-deploy remove facts') ? this.removalFactsText() : '';
-    return { output: this.factsText() + readyz + this.vipOwnerText(c) + removal };
+    return { output: this.factsText() + readyz + this.vipOwnerText(c) + this.authText(c) + removal };
+  }
+
+  /** Issue 9: the salted hash of keepalived.conf's auth_pass (src/runner/rollout.ts authProbeScript), when asked. */
+  private authText(c: FakeCommand): string {
+    const m = /^# kha-deploy preflight vrrp-auth (\S+)$/m.exec(c.script);
+    if (!m) return '';
+    const conf = this.files.get(this.cluster.playbook.files.keepalived.path) ?? '';
+    const pass = /^\s*auth_pass\s+(\S+)/m.exec(conf)?.[1] ?? '';
+    return `@@KHA-AUTH ${sha256Hex(`${m[1]} ${pass}`)}\n`;
   }
 
   /** MAC of this host's interface (issue 9: the VIP-owner preflight); derived from the name unless set. */
@@ -977,6 +998,7 @@ export class FakeRemote implements Remote {
       if (hold) throw new UnexpectedCommand(this.host, `only the lock is held; got a held '${c.kind}'`, c);
       const res = this.fake.execute(c);
       c.code = res.code;
+      this.cluster.afterCommand();
       return res;
     } catch (err) {
       if (err instanceof UnexpectedCommand) this.cluster.unexpected.push(err.message);
@@ -1027,6 +1049,15 @@ export class FakeCluster {
    */
   vrrpHoldOnTie = false;
   private lastHolder: string | null = null;
+  /**
+   * Issue 9: VRRP instances. On: masters hear each other only when the config their keepalived LOADED has
+   * the same virtual_router_id, auth_pass, VIP and multicast/unicast; each such group elects its own
+   * holder (several groups with holders: the VIP on several masters, a split brain). Off (default): one instance.
+   */
+  vrrpInstances = false;
+  private lastHolders = new Map<string, string>();
+  /** Every distinct VIP placement (holders, sorted), recorded after each command (see afterCommand). */
+  readonly vipTrace: string[][] = [];
   /** Delay of every answer (default 0: next macrotask). */
   latencyMs = 0;
   /** A hung command without a deadline or signal fails after this long (keeps a test from hanging). */
@@ -1078,11 +1109,29 @@ export class FakeCluster {
     return this;
   }
 
+  /** Called after every command a fake host answered: keeps vipTrace. */
+  afterCommand(): void {
+    const h = this.vipHolders().sort();
+    if (JSON.stringify(this.vipTrace.at(-1)) !== JSON.stringify(h)) this.vipTrace.push(h);
+  }
+
+  /** The VRRP instance a loaded keepalived.conf belongs to (vrrpInstances). */
+  static instanceKey(conf: string): string {
+    const get = (re: RegExp) => re.exec(conf)?.[1] ?? '';
+    return [
+      get(/^\s*virtual_router_id\s+(\d+)/m),
+      get(/^\s*auth_pass\s+(\S+)/m),
+      get(/^\s*([0-9A-Fa-f.:]+)\/\d+\s+dev\s/m),
+      /^\s*unicast_src_ip\s/m.test(conf) ? 'unicast' : 'multicast',
+    ].join('|');
+  }
+
   /** Where the VIP is: forced, or the election among hosts whose keepalived and haproxy (track script) run. */
   placement(): { host: string; iface: string; prefix: number }[] {
     const v6 = isIPv6(this.spec.vip);
     const defaultPrefix = v6 ? 128 : 32;
     if (this.forcedVip !== null) return this.forcedVip.map((n) => ({ host: n, iface: this.host(n).routeInterface, prefix: defaultPrefix }));
+    if (this.vrrpInstances) return this.instancePlacement(defaultPrefix);
     let best: { host: string; iface: string; prefix: number; priority: number } | undefined;
     let held: typeof best;
     for (const h of this.all()) {
@@ -1102,6 +1151,35 @@ export class FakeCluster {
       this.lastHolder = best?.host ?? null;
     }
     return best ? [{ host: best.host, iface: best.iface, prefix: best.prefix }] : [];
+  }
+
+  /** placement() with vrrpInstances: one election per instance (VRRP's tie rule always: a holder keeps the VIP against an equal priority). */
+  private instancePlacement(defaultPrefix: number): { host: string; iface: string; prefix: number }[] {
+    const groups = new Map<string, { host: string; iface: string; prefix: number; priority: number }[]>();
+    for (const h of this.all()) {
+      const k = h.units.keepalived;
+      if (k.active !== 'active' || h.units.haproxy.active !== 'active' || k.loaded === null) continue;
+      const prio = /^\s*priority\s+(\d+)/m.exec(k.loaded);
+      const iface = /^\s*interface\s+(\S+)/m.exec(k.loaded);
+      if (!prio || !iface) continue;
+      const prefix = /^\s*[0-9A-Fa-f.:]+\/(\d+)\s+dev\s/m.exec(k.loaded);
+      const key = FakeCluster.instanceKey(k.loaded);
+      const list = groups.get(key) ?? [];
+      list.push({ host: h.name, iface: iface[1]!, prefix: prefix ? Number(prefix[1]) : defaultPrefix, priority: Number(prio[1]) });
+      groups.set(key, list);
+    }
+    const out: { host: string; iface: string; prefix: number }[] = [];
+    const holders = new Map<string, string>();
+    for (const [key, list] of groups) {
+      let best = list[0]!;
+      for (const c of list) if (c.priority > best.priority) best = c;
+      const held = list.find((c) => c.host === this.lastHolders.get(key));
+      if (held && held.priority >= best.priority) best = held;
+      holders.set(key, best.host);
+      out.push({ host: best.host, iface: best.iface, prefix: best.prefix });
+    }
+    this.lastHolders = holders;
+    return out;
   }
 
   /** Hosts holding the VIP in the model right now. */

@@ -95,6 +95,102 @@ describe('runRollout on a running cluster (issue 9)', () => {
   });
 });
 
+describe('managed VRRP instance moves (issue 9): VRID, auth, VIP list, multicast/unicast', () => {
+  /** A converged cluster whose model keeps VRRP instances apart (masters with another VRID/auth/unicast do not hear each other). */
+  function instances(spec: ClusterSpec = cluster()): FakeCluster {
+    const fc = converged(spec);
+    fc.vrrpInstances = true;
+    assert.deepEqual(fc.vipHolders(), [spec.primary]);
+    return fc;
+  }
+  const noSplitBrain = (fc: FakeCluster) => {
+    for (const h of fc.vipTrace) assert.ok(h.length <= 1, `the VIP was on ${h.join(' and ')} at once: ${JSON.stringify(fc.vipTrace)}`);
+  };
+  const orderOf = (fc: FakeCluster, mark: number) => fc.log.slice(mark).filter((c) => CONFIG_KINDS.includes(c.kind)).map((c) => `${c.host}:${c.kind}:${c.args.slice(0, 2).join(' ')}`);
+
+  for (const [what, change] of [
+    ['virtual_router_id 51 → 52', (s: ClusterSpec): ClusterSpec => ({ ...s, virtualRouterId: 52 })],
+    ['vrrp_auth_pass changed', (s: ClusterSpec): ClusterSpec => ({ ...s, vrrpAuthPass: 'n3wpass' })],
+    ['multicast → unicast', (s: ClusterSpec): ClusterSpec => ({ ...s, vrrpUnicast: true })],
+  ] as const) {
+    it(`${what}: non-holders with keepalived stopped, the holder last, keepalived started on the others right after; never two holders; the rerun is a no-op`, async () => {
+      const fc = instances();
+      const spec = change(fc.spec);
+      const mark = fc.log.length;
+      const { result, events } = await rollout(fc, spec);
+      assert.equal(result.error, undefined, String(result.error));
+      noSplitBrain(fc);
+      assert.deepEqual(fc.vipHolders(), ['master1']);
+      const ops = orderOf(fc, mark);
+      // master2 and master3: stop first, no keepalived start of their own; master1 last, then the two starts.
+      const firstStart = ops.findIndex((o) => /keepalived enable-start/.test(o));
+      const holderReload = ops.indexOf('master1:service:keepalived reload');
+      assert.ok(ops.indexOf('master2:service:keepalived stop') === ops.findIndex((o) => o.startsWith('master2:')), ops.join('\n'));
+      assert.ok(holderReload > 0 && firstStart > holderReload, ops.join('\n'));
+      assert.deepEqual(ops.slice(firstStart).filter((o) => /keepalived enable-start/.test(o)).sort(), ['master2:service:keepalived enable-start', 'master3:service:keepalived enable-start']);
+      assert.ok(!ops.some((o) => /master1:service:keepalived (stop|restart)/.test(o)), 'the holder is reloaded, never stopped or restarted');
+      const phase = events.find((e) => e.type === 'phase' && e.phase === 'rollout');
+      assert.match((phase as { message: string }).message, /master2 → master3 → master1 .*managed move/);
+      // Every master runs the new instance now: a second run changes nothing, in 2 commands per master.
+      const again = await rollout(fc, spec);
+      assert.equal(again.result.error, undefined, String(again.result.error));
+      for (const r of again.result.recap) assert.deepEqual([r.changed, r.commands], [0, 2], r.host);
+    });
+  }
+
+  it('the same VRID change rolled out like any change (the old way) puts the VIP on two masters: what the managed move prevents', () => {
+    const fc = instances();
+    // master2 loads VRID 52 while master1 still runs 51: master2 is alone in its instance and takes the VIP.
+    const h = fc.host('master2');
+    h.units.keepalived.loaded = h.units.keepalived.loaded!.replace(/virtual_router_id 51/, 'virtual_router_id 52');
+    assert.deepEqual(fc.vipHolders().sort(), ['master1', 'master2']);
+  });
+
+  it('a VRID change together with a new primary: one handover, to the new primary, gated', async () => {
+    const fc = instances();
+    const spec = { ...withPriorities(fc.spec, { master1: 140, master2: 150 }), virtualRouterId: 60 };
+    const { result, events } = await rollout(fc, spec);
+    assert.equal(result.error, undefined, String(result.error));
+    noSplitBrain(fc);
+    assert.deepEqual(fc.vipHolders(), ['master2']);
+    const passes = events.flatMap((e) => (e.type === 'gate-pass' ? [`${e.host}:${e.gate}:${e.holder}`] : []));
+    assert.ok(passes.includes('master1:vip-on-primary:master2'), passes.join(', '));
+  });
+
+  it('a run that stops after the non-holders (the holder cannot take its keepalived.conf) leaves the VIP on the holder; the rerun completes the move', async () => {
+    const fc = instances();
+    const spec = { ...fc.spec, virtualRouterId: 52 };
+    fc.host('master1').rejectWrite('/etc/keepalived/keepalived.conf', 'Unknown keyword');
+    const first = await rollout(fc, spec);
+    assert.ok(first.result.error, 'the holder failed');
+    noSplitBrain(fc);
+    assert.deepEqual(fc.vipHolders(), ['master1'], 'the VIP stayed on the holder (old instance)');
+    fc.host('master1').acceptWrites();
+    const second = await rollout(fc, spec);
+    assert.equal(second.result.error, undefined, String(second.result.error));
+    noSplitBrain(fc);
+    assert.deepEqual(fc.vipHolders(), ['master1']);
+    for (const h of fc.all()) assert.equal(h.units.keepalived.active, 'active', h.name);
+  });
+
+  it('with --limit an instance move is refused before any change (the masters left out would keep the old instance)', async () => {
+    const fc = instances();
+    const spec = { ...fc.spec, virtualRouterId: 52 };
+    const result = await runRollout({ spec, playbook: fc.playbook, hosts: spec.hosts.filter((h) => h.name !== 'master3'), connect: fc.connect, emit: () => {} });
+    assert.ok(result.error, 'refused');
+    assert.match(String((result.error as Error).message), /VRRP instance changes .*--limit.*no host was changed/);
+    for (const h of fc.all()) assert.deepEqual(h.changes(), [], `${h.name} was changed`);
+  });
+
+  it('a change that keeps the instance (advert_int) is no move: reloads only, nothing stopped', async () => {
+    const fc = instances();
+    const mark = fc.log.length;
+    const { result } = await rollout(fc, { ...fc.spec, advertInt: 2 });
+    assert.equal(result.error, undefined, String(result.error));
+    assert.ok(!orderOf(fc, mark).some((o) => /stop/.test(o)));
+  });
+});
+
 describe('network preflight (issue 9)', () => {
   it('a machine that is not a master answers for the VIP: exit 1 naming its MAC, before any host is touched', async () => {
     const fc = new FakeCluster(cluster(), fastPlaybook());
