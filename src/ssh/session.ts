@@ -1,10 +1,19 @@
-// One SSH connection per host, reused for every command. ssh2's Client is used directly rather than
-// node-ssh: node-ssh's connect() rejects on the first 'error' event (ssh2 emits non-fatal ones, e.g.
-// a dead ssh-agent, and goes on with the next key), its execCommand decodes each chunk on its own
-// (splitting UTF-8 characters) and closes stdin at once (no password-after-prompt, no hold).
+// One SSH connection per host, reused for every command, made and used through node-ssh 13.2.1 (on
+// ssh2 1.17): NodeSSH.connect() for every hop (mandatory host-key verifier, our own TCP_NODELAY
+// socket or a forwardOut channel as `sock`, keepalive), NodeSSH.execCommand() for every command with
+// a PassThrough as `stdin` (the channel stays open: a sudo password is written only after sudo's
+// prompt, the lock holder keeps stdin open and writes its heartbeat), onChannel for the channel
+// (exit status, close(), the kill of a command past its deadline) and onStdout/onStderr for the raw
+// Buffers (its returned strings decode each chunk alone and can split a UTF-8 character: unused),
+// NodeSSH.forwardOut() for jump hosts. What node-ssh leaves to the caller is done here: it rejects
+// connect() on ssh2's first `error` event although ssh2 goes on after a failing ssh-agent (so the
+// agent is wrapped to turn a failure into "no keys", and the raw ssh2 Client, `ssh.connection`,
+// decides the outcome), it leaves no `error` listener after connect and does not dispose a connection
+// whose connect failed.
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
-import ssh2, { type Client, type ClientChannel, type Ssh2Error } from 'ssh2';
+import { PassThrough, type Duplex } from 'node:stream';
+import { NodeSSH } from 'node-ssh';
+import ssh2, { type Client, type ClientChannel, type OpenSSHAgent, type ParsedKey, type Ssh2Error } from 'ssh2';
 import { ConnectError, DeadlineError, HostKeyError, HostStepError, InterruptedError } from '../errors.js';
 import type { HeldCommand, HoldOptions, Remote, RemoteResult, RunOptions } from '../types.js';
 import { maskSecrets } from '../report/redact.js';
@@ -59,8 +68,11 @@ interface ExecIo {
   stdin?: string;
   /** Leave stdin open after writing (hold). */
   keepStdinOpen?: boolean;
-  /** The channel once open, and a function that lifts the deadline and the abort signal (hold, at its ready marker). */
-  onChannel?: (channel: ClientChannel, disarm: () => void) => void;
+  /**
+   * The channel once open, the PassThrough that is its stdin (write and end stdin there: node-ssh pipes
+   * it into the channel), and a function that lifts the deadline and the abort signal (hold, at its ready marker).
+   */
+  onChannel?: (open: { channel: ClientChannel; stdin: PassThrough }, disarm: () => void) => void;
   onStdout?: (chunk: Buffer) => void;
   /** Past it the command's process group is ended on the host and the result is a DeadlineError. */
   timeoutMs?: number;
@@ -130,7 +142,7 @@ function targetOf(h: { user: string; address: string; port: number }): string {
 }
 
 /** SSH handshake with one hop over the stream `dial` gives: host key verified (mandatory), authenticated. */
-async function handshake(hop: Hop, common: ConnectOptions, dial: Dial): Promise<{ client: Client; sock: Duplex }> {
+async function handshake(hop: Hop, common: ConnectOptions, dial: Dial): Promise<{ ssh: NodeSSH; client: Client; sock: Duplex }> {
   const auth = await planAuth({
     host: hop.host,
     ...(hop.privateKeyFile !== undefined ? { privateKeyFile: hop.privateKeyFile } : {}),
@@ -157,9 +169,10 @@ async function handshake(hop: Hop, common: ConnectOptions, dial: Dial): Promise<
   };
   const readyTimeout = common.readyTimeoutMs ?? 20_000;
   const sock = await dial(ctx);
-  const client = new ssh2.Client();
+  const ssh = new NodeSSH();
   return new Promise((resolve, reject) => {
     let settled = false;
+    let client: Client | null = null;
     const verifierFailure = () => {
       const f = verifier.failure;
       if (f === undefined || f instanceof HostStepError) return f; // HostKeyError
@@ -168,10 +181,18 @@ async function handshake(hop: Hop, common: ConnectOptions, dial: Dial): Promise<
         cause: f,
       });
     };
+    const detach = () => {
+      client?.removeListener('error', onError);
+      client?.removeListener('close', onClose);
+      client?.removeListener('ready', onReady);
+    };
     const fail = (err: Error) => {
       if (settled) return;
       settled = true;
-      client.destroy();
+      detach();
+      client?.on('error', () => undefined); // late events of a connection given up
+      client?.destroy(); // node-ssh does not dispose a connection whose connect() rejected
+      ssh.dispose();
       sock.destroy();
       reject(verifierFailure() ?? err); // ssh2 only says "Host denied": the verifier kept the reason
     };
@@ -180,38 +201,74 @@ async function handshake(hop: Hop, common: ConnectOptions, dial: Dial): Promise<
       fail(sshError(ctx, err, readyTimeout));
     };
     const onClose = () => fail(new ConnectError(hop.host, 'connect', `${hop.target} closed the connection during the SSH handshake`, { hint: 'is that port an SSH server (ansible_port)?' }));
-    client.on('error', onError);
-    client.on('close', onClose);
-    client.once('ready', () => {
+    const onReady = () => {
+      if (settled) return;
+      const c = client ?? ssh.connection;
+      if (!c) return fail(new ConnectError(hop.host, 'connect', `the connection to ${hop.target} ended right after the SSH handshake`, { hint: LOST_HINT }));
       settled = true;
-      client.removeListener('error', onError);
-      client.removeListener('close', onClose);
-      resolve({ client, sock }); // the caller attaches its own 'error' listener right away
+      detach();
+      // node-ssh adds an 'error' listener per command waiting for its channel: room for maxChannels of them and the kills.
+      c.setMaxListeners(Math.max(20, (common.maxChannels ?? 8) * 2 + 4));
+      resolve({ ssh, client: c, sock }); // the caller attaches its own 'error' listener right away
+    };
+    const agent = auth.agent !== undefined ? quietAgent(auth.agent, (err) => ctx.tried.push(`(ssh-agent failed: ${err.message})`)) : undefined;
+    const connecting = ssh.connect({
+      sock,
+      username: hop.user,
+      // node-ssh accepts privateKey only as a string (an OpenSSH or PEM key is ASCII).
+      ...(auth.privateKey ? { privateKey: auth.privateKey.toString('utf8') } : {}),
+      ...(auth.passphrase !== undefined ? { passphrase: auth.passphrase } : {}),
+      ...(agent ? { agent } : {}),
+      hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => verifier.verify(key, verify),
+      ...(verifier.algorithms ? { algorithms: { serverHostKey: verifier.algorithms } } : {}),
+      readyTimeout,
+      keepaliveInterval: common.keepaliveIntervalMs ?? 2000,
+      keepaliveCountMax: common.keepaliveCountMax ?? 3,
     });
-    try {
-      client.connect({
-        sock,
-        username: hop.user,
-        ...(auth.privateKey ? { privateKey: auth.privateKey } : {}),
-        ...(auth.passphrase !== undefined ? { passphrase: auth.passphrase } : {}),
-        ...(auth.agent ? { agent: auth.agent } : {}),
-        hostVerifier: (key, verify) => verifier.verify(key, verify),
-        ...(verifier.algorithms ? { algorithms: { serverHostKey: verifier.algorithms } } : {}),
-        readyTimeout,
-        keepaliveInterval: common.keepaliveIntervalMs ?? 2000,
-        keepaliveCountMax: common.keepaliveCountMax ?? 3,
-      });
-    } catch (err) {
-      fail(err instanceof Error ? sshError(ctx, err, readyTimeout) : new Error(String(err)));
+    // node-ssh 13.2.1 creates the ssh2 Client and calls its connect() before its first await (no
+    // privateKeyPath is given): `ssh.connection` is already there. Its own promise rejects on the first
+    // 'error' event, fatal or not (ssh2 emits a non-fatal one at level 'agent' when the agent fails
+    // while signing, and goes on with the next method), so the raw Client's events decide the outcome.
+    client = ssh.connection;
+    if (client) {
+      client.on('error', onError);
+      client.on('close', onClose);
+      client.once('ready', onReady);
     }
+    connecting.then(
+      () => onReady(),
+      (err: Error) => {
+        if (client) return; // a rejection on the raw Client's 'error' or 'close', which the listeners above settle
+        fail(err instanceof Error ? sshError(ctx, err, readyTimeout) : new Error(String(err)));
+      },
+    );
   });
+}
+
+/**
+ * ssh-agent for ssh2, quiet about a dead socket: ssh2 emits an 'error' (level 'agent') when the agent
+ * cannot list its keys and then tries the next method, but node-ssh's connect() rejects on that first
+ * 'error'. A failure to list is reported to `onFailure` and becomes "no keys", which ssh2 skips.
+ */
+function quietAgent(socketPath: string, onFailure: (err: Error) => void): OpenSSHAgent {
+  return new (class extends ssh2.OpenSSHAgent {
+    override getIdentities(cb: (err: Error | null, keys?: ParsedKey[]) => void): void {
+      super.getIdentities((err, keys) => {
+        if (err) {
+          onFailure(err);
+          return cb(null, []);
+        }
+        cb(null, keys);
+      });
+    }
+  })(socketPath);
 }
 
 /** RFC 4254 channel open failure reasons. */
 const OPEN_FAILURES: Record<number, string> = { 1: 'administratively prohibited', 2: 'connect failed', 3: 'unknown channel type', 4: 'resource shortage' };
 
-/** A TCP connection to ctx's address opened by the jump host `via` (direct-tcpip), bounded by `timeoutMs`. */
-function forwardThrough(via: Client, viaTarget: string, ctx: ConnectContext, timeoutMs: number): Promise<Duplex> {
+/** A TCP connection to ctx's address opened by the jump host `via` (direct-tcpip, node-ssh's forwardOut), bounded by `timeoutMs`. */
+function forwardThrough(via: NodeSSH, viaTarget: string, ctx: ConnectContext, timeoutMs: number): Promise<Duplex> {
   return new Promise((resolve, reject) => {
     const where = endpointOf(ctx.address, ctx.port);
     const what = `cannot connect to ${ctx.user}@${where} through jump host ${viaTarget}`;
@@ -224,12 +281,28 @@ function forwardThrough(via: Client, viaTarget: string, ctx: ConnectContext, tim
         }),
       );
     }, timeoutMs);
+    let forwarding: Promise<ClientChannel>;
     try {
-      via.forwardOut('127.0.0.1', 0, ctx.address, ctx.port, (err, stream) => {
+      forwarding = via.forwardOut('127.0.0.1', 0, ctx.address, ctx.port);
+    } catch (err) {
+      // node-ssh throws "Not connected to server" once the jump host's connection ended; ssh2 "Not connected"
+      clearTimeout(timer);
+      done = true;
+      return reject(new ConnectError(ctx.host, 'connect', `${what}: the connection to the jump host is gone (${(err as Error).message})`, { cause: err }));
+    }
+    forwarding.then(
+      (stream) => {
         clearTimeout(timer);
-        if (done) return void stream?.close();
+        if (done) return void stream.close();
         done = true;
-        if (!err) return resolve(stream);
+        resolve(stream);
+      },
+      (err: Error & { reason?: number }) => {
+        clearTimeout(timer);
+        if (done) return;
+        done = true;
+        if (/not connected/i.test(err.message) && typeof err.reason !== 'number')
+          return reject(new ConnectError(ctx.host, 'connect', `${what}: the connection to the jump host is gone (${err.message})`, { cause: err }));
         const reason = typeof err.reason === 'number' ? OPEN_FAILURES[err.reason] : undefined;
         const text = err.message.replace(/^\(SSH\) /, '').replace(/:\s*$/, '');
         reject(
@@ -241,12 +314,8 @@ function forwardThrough(via: Client, viaTarget: string, ctx: ConnectContext, tim
             cause: err,
           }),
         );
-      });
-    } catch (err) {
-      clearTimeout(timer);
-      done = true;
-      reject(new ConnectError(ctx.host, 'connect', `${what}: the connection to the jump host is gone (${(err as Error).message})`, { cause: err }));
-    }
+      },
+    );
   });
 }
 
@@ -262,10 +331,16 @@ export interface JumpHop {
   acceptNewHostKeys: boolean;
 }
 
+interface Connected {
+  ssh: NodeSSH;
+  /** ssh.connection, kept: node-ssh sets that to null when the connection ends. */
+  client: Client;
+}
+
 interface PoolEntry {
-  ready: Promise<Client>;
+  ready: Promise<Connected>;
   users: number;
-  client?: Client;
+  conn?: Connected;
 }
 
 /**
@@ -276,7 +351,7 @@ export class JumpPool {
   private readonly entries = new Map<string, PoolEntry>();
 
   /** The connection to the last hop of `chain` (connected through the ones before it), counted as used once. */
-  async acquire(chain: readonly JumpHop[], opts: ConnectOptions): Promise<{ client: Client; target: string; release: () => void }> {
+  async acquire(chain: readonly JumpHop[], opts: ConnectOptions): Promise<{ ssh: NodeSSH; target: string; release: () => void }> {
     const keys = chain.map((h, i) => chain.slice(0, i + 1).map((x) => `${targetOf(x)}`).join(' > '));
     const held: PoolEntry[] = [];
     const release = () => {
@@ -284,7 +359,7 @@ export class JumpPool {
       for (let k = taken.length - 1; k >= 0; k--) this.drop(keys[k]!, taken[k]!); // the last hop first
     };
     try {
-      let via: { client: Client; target: string } | undefined;
+      let via: { ssh: NodeSSH; target: string } | undefined;
       for (let i = 0; i < chain.length; i++) {
         const hop = chain[i]!;
         const key = keys[i]!;
@@ -292,16 +367,16 @@ export class JumpPool {
         if (!entry) {
           const target = `jump host ${targetOf(hop)}`;
           const prev = via;
-          const e: PoolEntry = { users: 0, ready: Promise.resolve(undefined as unknown as Client) };
+          const e: PoolEntry = { users: 0, ready: Promise.resolve(undefined as unknown as Connected) };
           e.ready = handshake(
             { ...hop, host: opts.host, target, label: `jump host for ${opts.host}` },
             opts,
-            prev ? (ctx) => forwardThrough(prev.client, prev.target, ctx, opts.connectTimeoutMs ?? 10_000) : (ctx) => openSocket(ctx, opts.connectTimeoutMs ?? 10_000),
-          ).then(({ client }) => {
-            e.client = client;
+            prev ? (ctx) => forwardThrough(prev.ssh, prev.target, ctx, opts.connectTimeoutMs ?? 10_000) : (ctx) => openSocket(ctx, opts.connectTimeoutMs ?? 10_000),
+          ).then(({ ssh, client }) => {
+            e.conn = { ssh, client };
             client.on('error', () => undefined); // the sessions through it report the loss
             client.on('close', () => this.entries.get(key) === e && this.entries.delete(key));
-            return client;
+            return e.conn;
           });
           e.ready.catch(() => this.entries.get(key) === e && this.entries.delete(key));
           this.entries.set(key, e);
@@ -309,9 +384,9 @@ export class JumpPool {
         }
         entry.users++;
         held.push(entry);
-        via = { client: await entry.ready.catch((err: Error) => Promise.reject(forHost(err, opts.host))), target: `${targetOf(hop)}` };
+        via = { ssh: (await entry.ready.catch((err: Error) => Promise.reject(forHost(err, opts.host)))).ssh, target: `${targetOf(hop)}` };
       }
-      return { client: via!.client, target: via!.target, release };
+      return { ssh: via!.ssh, target: via!.target, release };
     } catch (err) {
       release();
       throw err;
@@ -321,12 +396,12 @@ export class JumpPool {
   private drop(key: string, e: PoolEntry): void {
     if (--e.users > 0) return;
     if (this.entries.get(key) === e) this.entries.delete(key);
-    e.client?.end();
+    e.conn?.client.end();
   }
 
   /** End every jump host connection (the end of a run). */
   close(): void {
-    for (const e of this.entries.values()) e.client?.end();
+    for (const e of this.entries.values()) e.conn?.client.end();
     this.entries.clear();
   }
 }
@@ -344,16 +419,16 @@ export async function connect(opts: ConnectOptions): Promise<SshSession> {
   let target = targetOf(opts);
   const hop: Hop = { ...opts, target };
   if (hops.length === 0) {
-    const { client } = await handshake(hop, opts, (ctx) => openSocket(ctx, opts.connectTimeoutMs ?? 10_000));
-    return new SshSession(client, opts, target);
+    const { ssh, client } = await handshake(hop, opts, (ctx) => openSocket(ctx, opts.connectTimeoutMs ?? 10_000));
+    return new SshSession(ssh, client, opts, target);
   }
   const ownPool = opts.jumpPool === undefined;
   const pool = opts.jumpPool ?? new JumpPool();
   const via = await pool.acquire(hops, opts);
   target = `${target} via ${via.target}`;
   try {
-    const { client } = await handshake({ ...hop, target }, opts, (ctx) => forwardThrough(via.client, via.target, ctx, opts.connectTimeoutMs ?? 10_000));
-    const session = new SshSession(client, opts, target);
+    const { ssh, client } = await handshake({ ...hop, target }, opts, (ctx) => forwardThrough(via.ssh, via.target, ctx, opts.connectTimeoutMs ?? 10_000));
+    const session = new SshSession(ssh, client, opts, target);
     client.once('close', () => {
       via.release();
       if (ownPool) pool.close();
@@ -377,6 +452,9 @@ export class SshSession implements Remote {
   private closing = false;
 
   constructor(
+    /** Runs every command (execCommand). */
+    private readonly ssh: NodeSSH,
+    /** ssh.connection, kept for its events and for close(): node-ssh nulls ssh.connection once it ends. */
     private readonly client: Client,
     private readonly opts: ConnectOptions,
     /** user@address:port */
@@ -422,6 +500,7 @@ export class SshSession implements Remote {
     const heartbeatMs = opts.heartbeatMs ?? 5000;
     return new Promise((resolve, reject) => {
       let channel: ClientChannel | undefined;
+      let stdin: PassThrough | undefined;
       let disarm: (() => void) | undefined;
       let heartbeat: NodeJS.Timeout | undefined;
       let ready = false;
@@ -430,8 +509,9 @@ export class SshSession implements Remote {
         keepStdinOpen: true,
         ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
-        onChannel: (ch, stop) => {
-          channel = ch;
+        onChannel: (open, stop) => {
+          channel = open.channel;
+          stdin = open.stdin;
           disarm = stop;
         },
         onStdout: (chunk) => {
@@ -439,13 +519,14 @@ export class SshSession implements Remote {
           chunks.push(chunk);
           const text = Buffer.concat(chunks).toString('utf8');
           const at = findReadyLine(text, readyMarker);
-          if (at < 0 || !channel) return;
+          if (at < 0 || !channel || !stdin) return;
           ready = true;
           disarm?.(); // the deadline and Ctrl-C cover the part before the marker; release() ends the rest
           const ch = channel;
+          const input = stdin;
           if (heartbeatMs > 0) {
             // Proves the run is alive: the lock's holder gives the lock up when these stop (network cut).
-            heartbeat = setInterval(() => ch.writable && ch.write('.'), heartbeatMs);
+            heartbeat = setInterval(() => ch.writable && !input.writableEnded && input.write('.'), heartbeatMs);
             heartbeat.unref();
           }
           let released: Promise<void> | undefined;
@@ -453,7 +534,7 @@ export class SshSession implements Remote {
             output: text.slice(0, at),
             release: () => {
               clearInterval(heartbeat);
-              return (released ??= this.releaseHeld(ch, result));
+              return (released ??= this.releaseHeld(ch, input, result));
             },
           });
         },
@@ -486,7 +567,9 @@ export class SshSession implements Remote {
         clearTimeout(timer);
         resolve();
       });
-      this.client.end();
+      const detached = this.ssh.connection === null; // node-ssh forgets the connection at its 'end'
+      this.ssh.dispose(); // ssh2's end()
+      if (detached) this.client.end();
     });
   }
 
@@ -538,25 +621,44 @@ export class SshSession implements Remote {
     }
   }
 
-  private openChannel(command: string, what: string): Promise<ClientChannel> {
-    return new Promise((resolve, reject) => {
-      const fail = (cause: Error | undefined) => reject(this.lostError(what, cause));
-      const refused = (err: Error) => {
-        this.pending.delete(fail);
-        if (this.ended || /not connected/i.test(err.message)) return fail(this.lastError ?? err);
-        reject(new ConnectError(this.host, 'ssh', `${this.target} refused a channel for \`${what}\`: ${err.message}`, { hint: LOST_HINT, cause: err }));
-      };
-      this.pending.add(fail);
-      try {
-        this.client.exec(command, (err, channel) => {
-          if (err) return refused(err);
-          this.pending.delete(fail);
-          resolve(channel);
-        });
-      } catch (err) {
-        refused(err as Error); // ssh2 throws "Not connected" when the socket is already gone
-      }
-    });
+  /**
+   * Run `command` through node-ssh's execCommand with `io.stdin` as its stdin (a PassThrough keeps the
+   * channel open until it ends). `io.onChannel` gets the channel synchronously in ssh2's exec callback,
+   * before any of its events; execCommand's returned strings are not used (see the top of the file).
+   * Rejects when no channel opens: connection gone (`fail` of execute, through `lost`) or refused.
+   */
+  private openChannel(
+    command: string,
+    what: string,
+    io: { stdin: PassThrough; onChannel: (channel: ClientChannel) => void; onStdout: (chunk: Buffer) => void; onStderr: (chunk: Buffer) => void },
+    lost: (cause: Error | undefined) => void,
+  ): Promise<void> {
+    let opened = false;
+    let running: Promise<unknown>;
+    try {
+      running = this.ssh.execCommand(command, {
+        stdin: io.stdin,
+        noTrim: true,
+        onChannel: (channel) => {
+          opened = true;
+          io.onChannel(channel);
+        },
+        onStdout: io.onStdout,
+        onStderr: io.onStderr,
+      });
+    } catch (err) {
+      running = Promise.reject(err);
+    }
+    return running.then(
+      () => undefined,
+      (err: Error) => {
+        if (opened) return; // node-ssh rejects only before the channel opens; the channel's 'close' settles
+        // node-ssh throws "Not connected to server" once the connection ended, ssh2 "Not connected" when the socket is gone;
+        // a connection 'error' while waiting for the channel rejects too (SshSession's own listener saw it first).
+        if (this.ended || err === this.lastError || /not connected/i.test(err.message)) return lost(this.lastError ?? err);
+        throw new ConnectError(this.host, 'ssh', `${this.target} refused a channel for \`${what}\`: ${err.message}`, { hint: LOST_HINT, cause: err });
+      },
+    );
   }
 
   /**
@@ -648,59 +750,59 @@ export class SshSession implements Remote {
       if (io.signal?.aborted) end('abort');
       else io.signal?.addEventListener('abort', onAbort, { once: true });
 
-      this.openChannel(wrapped.command, what).then(
-        (c) => {
-          ch = c;
-          const feedInput = () => {
-            if (ending) return;
-            if (io.stdin) c.write(io.stdin);
-            if (!io.keepStdinOpen) c.end();
-          };
-          let code: number | null = null;
-          let signal: string | null = null;
-          let exited = false;
-          c.on('error', () => undefined); // writes racing a closing channel; the outcome comes from 'close'
-          c.on('data', (chunk: Buffer) => {
-            stdout.push(chunk);
-            io.onStdout?.(chunk);
-          });
-          c.stderr.on('data', (chunk: Buffer) => {
-            if (pgid === undefined && head.length < 65536) {
-              head += chunk.toString('latin1'); // the marker is ASCII: byte-exact search
-              pgid = findPgid(head);
-              if (pgid !== undefined) changed();
-            }
-            if (!watcher) return void stderr.push(chunk);
-            for (const event of watcher.push(chunk)) {
-              if (event === 'password') c.write(`${password}\n`);
-              else if (event === 'started') feedInput();
-              else c.end(); // asked again: wrong password, never retry
-            }
-          });
-          c.on('exit', (code_: number | null, signal_?: string) => {
+      const stdin = new PassThrough();
+      const feedInput = () => {
+        if (ending) return;
+        if (io.stdin) stdin.write(io.stdin);
+        if (!io.keepStdinOpen) stdin.end();
+      };
+      let code: number | null = null;
+      let signal: string | null = null;
+      let exited = false;
+      const onStdout = (chunk: Buffer) => {
+        stdout.push(chunk);
+        io.onStdout?.(chunk);
+      };
+      const onStderr = (chunk: Buffer) => {
+        if (pgid === undefined && head.length < 65536) {
+          head += chunk.toString('latin1'); // the marker is ASCII: byte-exact search
+          pgid = findPgid(head);
+          if (pgid !== undefined) changed();
+        }
+        if (!watcher) return void stderr.push(chunk);
+        for (const event of watcher.push(chunk)) {
+          if (event === 'password') stdin.write(`${password}\n`);
+          else if (event === 'started') feedInput();
+          else stdin.end(); // asked again: wrong password, never retry
+        }
+      };
+      const onChannel = (c: ClientChannel) => {
+        ch = c;
+        c.on('error', () => undefined); // writes racing a closing channel; the outcome comes from 'close'
+        c.on('exit', (code_: number | null, signal_?: string) => {
+          exited = true;
+          code = code_ ?? null;
+          signal = signal_ ?? null;
+        });
+        // 'close' repeats the exit status: take it from there too, should 'exit' have been missed.
+        c.on('close', (code_?: number | null, signal_?: string) => {
+          closed = true;
+          changed();
+          if (!exited && (code_ !== undefined || signal_ !== undefined)) {
             exited = true;
             code = code_ ?? null;
             signal = signal_ ?? null;
-          });
-          // ssh2 may emit 'exit' before these listeners exist (a fast command's whole reply can arrive
-          // with the channel confirmation); 'close' repeats the exit status, so take it from there too.
-          c.on('close', (code_?: number | null, signal_?: string) => {
-            closed = true;
-            changed();
-            if (!exited && (code_ !== undefined || signal_ !== undefined)) {
-              exited = true;
-              code = code_ ?? null;
-              signal = signal_ ?? null;
-            }
-            if (ending) return; // killWhenOpen settles, with the deadline's or the abort's error
-            if (!exited && this.ended) return fail(this.lastError); // channel torn down with the connection
-            settle(() => resolve({ code, signal, stdout: Buffer.concat(stdout).toString('utf8'), stderr: stderrText() }));
-          });
-          io.onChannel?.(c, disarm);
-          killWhenOpen();
-          if (!watcher) feedInput();
-        },
-        (err: Error) => settle(() => reject(ending ? endError(ending) : err)),
+          }
+          if (ending) return; // killWhenOpen settles, with the deadline's or the abort's error
+          if (!exited && this.ended) return fail(this.lastError); // channel torn down with the connection
+          settle(() => resolve({ code, signal, stdout: Buffer.concat(stdout).toString('utf8'), stderr: stderrText() }));
+        });
+        io.onChannel?.({ channel: c, stdin }, disarm);
+        killWhenOpen();
+        if (!watcher) feedInput(); // buffered in the PassThrough until node-ssh pipes it, right after this
+      };
+      this.openChannel(wrapped.command, what, { stdin, onChannel, onStdout, onStderr }, fail).catch((err: Error) =>
+        settle(() => reject(ending ? endError(ending) : err)),
       );
     });
   }
@@ -713,7 +815,7 @@ export class SshSession implements Remote {
     this.opts.onCommand?.(maskSecrets(script));
     let kc: ClientChannel | undefined;
     // No channel slot: the command being ended holds one, and sshd's MaxSessions leaves room above ours.
-    const done = this.execute(script, `end process group ${pgid} of \`${what}\``, { onChannel: (c) => (kc = c) }).then(
+    const done = this.execute(script, `end process group ${pgid} of \`${what}\``, { onChannel: (open) => (kc = open.channel) }).then(
       () => true,
       () => true,
     );
@@ -721,12 +823,12 @@ export class SshSession implements Remote {
   }
 
   /** End the held command's stdin, wait for it to exit, then close its channel if it did not. */
-  private async releaseHeld(ch: ClientChannel, result: Promise<RemoteResult>): Promise<void> {
+  private async releaseHeld(ch: ClientChannel, stdin: PassThrough, result: Promise<RemoteResult>): Promise<void> {
     const done = result.then(
       () => true,
       () => true,
     );
-    ch.end();
+    stdin.end(); // node-ssh's pipe ends the channel's stdin (EOF) after what is still buffered
     const timeout = (ms: number) =>
       new Promise<false>((resolve) => {
         setTimeout(() => resolve(false), ms).unref();

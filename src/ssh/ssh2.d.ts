@@ -1,4 +1,4 @@
-// Types for the parts of ssh2 1.17 that src/ssh and test/ssh use. @types/ssh2 is not installed (it
+// Types for the parts of ssh2 1.17 that src/ssh, test/ssh and node-ssh 13.2.1's typings use. @types/ssh2 is not installed (it
 // would pull a second @types/node); if it is added later, delete this file.
 declare module 'ssh2' {
   import { EventEmitter } from 'node:events';
@@ -21,7 +21,8 @@ declare module 'ssh2' {
     username: string;
     privateKey?: string | Buffer;
     passphrase?: string;
-    agent?: string;
+    /** An SSH_AUTH_SOCK path, or an agent object (a BaseAgent subclass: ssh2 checks instanceof). */
+    agent?: string | BaseAgent;
     /** Called with the host key blob (SSH wire format); answer with verify(true|false). */
     hostVerifier?: (key: Buffer, verify: (ok: boolean) => void) => void;
     algorithms?: { serverHostKey?: string[] };
@@ -29,6 +30,21 @@ declare module 'ssh2' {
     keepaliveInterval?: number;
     keepaliveCountMax?: number;
     debug?: (msg: string) => void;
+  }
+
+  /** ssh2's agent base class; OpenSSHAgent talks to an SSH_AUTH_SOCK socket. */
+  export class BaseAgent {
+    getIdentities(cb: (err: Error | null, keys?: ParsedKey[]) => void): void;
+    sign(pubKey: ParsedKey | Buffer, data: Buffer, options: object | undefined, cb: (err: Error | null, signature?: Buffer) => void): void;
+  }
+  export class OpenSSHAgent extends BaseAgent {
+    constructor(socketPath: string);
+  }
+
+  /** Options of Client.exec (node-ssh passes {}). */
+  export interface ExecOptions {
+    env?: Record<string, string>;
+    pty?: boolean | object;
   }
 
   /** Error objects ssh2 emits carry a `level` telling which stage failed. */
@@ -43,8 +59,12 @@ declare module 'ssh2' {
     close(): void;
   }
 
+  /** What node-ssh's forwardOut resolves with. */
+  export type Channel = ClientChannel;
+
   export class Client extends EventEmitter {
     connect(config: ConnectConfig): this;
+    exec(command: string, options: ExecOptions, callback: (err: Error | undefined, channel: ClientChannel) => void): this;
     exec(command: string, callback: (err: Error | undefined, channel: ClientChannel) => void): this;
     /** direct-tcpip: the server opens a TCP connection to dstIP:dstPort; a failure carries `reason` (1 = administratively prohibited). */
     forwardOut(srcIP: string, srcPort: number, dstIP: string, dstPort: number, callback: (err: (Error & { reason?: number }) | undefined, channel: ClientChannel) => void): this;
@@ -100,6 +120,6 @@ declare module 'ssh2' {
     parseKey(data: string | Buffer, passphrase?: string | Buffer): ParsedKey | ParsedKey[] | Error;
   };
 
-  const ssh2: { Client: typeof Client; Server: typeof Server; utils: typeof utils };
+  const ssh2: { Client: typeof Client; Server: typeof Server; utils: typeof utils; BaseAgent: typeof BaseAgent; OpenSSHAgent: typeof OpenSSHAgent };
   export default ssh2;
 }
