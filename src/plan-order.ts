@@ -40,6 +40,8 @@ export interface OrderStep {
   keepalivedStopped?: boolean;
   /** After this master's change (the holder's: its reload deletes the old instance and drops the VIP), start keepalived on these: the new instance forms on every master at once. */
   startAfter?: string[];
+  /** The VIP this step's gate looks for when it is not the inventory's: the old one, still held by the old instance (a vip change). */
+  gateVip?: string;
 }
 
 /** What a managed instance move changes, and how. */
@@ -168,6 +170,23 @@ export function runningHolder(hosts: readonly { name: string; facts?: HostFacts 
   return holders[0]!.name;
 }
 
+/** The VIP the running keepalived instances hold when it is not the inventory's (a vip change), else undefined. */
+function runningVip(spec: ClusterSpec, hosts: readonly OrderHost[]): string | undefined {
+  for (const h of hosts) {
+    const c = h.facts?.keepalivedConf;
+    if (h.facts && runningPriority(h.facts) !== null && c?.vip && c.vip !== spec.vip) return c.vip;
+  }
+  return undefined;
+}
+
+/** The one master with `vip` on an interface (from `ip -o addr` in the facts), its keepalived running our config. */
+function holderOf(hosts: readonly OrderHost[], vip: string): string | undefined {
+  const holders = hosts.filter((h) => h.facts?.interfaces.some((i) => i.addrs.some((a) => a.split('/')[0] === vip)));
+  if (holders.length !== 1) return undefined;
+  const f = holders[0]!.facts!;
+  return runningPriority(f) !== null && f.applied.keepalived !== null ? holders[0]!.name : undefined;
+}
+
 /** A master as changeOrder sees it; `authDiffers`: its running keepalived.conf has another vrrp_auth_pass than the inventory's (a salted hash compared, src/runner/rollout.ts). */
 export interface OrderHost {
   name: string;
@@ -214,7 +233,7 @@ export function instanceChanges(spec: ClusterSpec, hosts: readonly OrderHost[]):
  * unreachable through the VIP for about the master-down interval: VRRP gives the new instance no way
  * to take over sooner without risking two holders.
  */
-export function instanceMoveOrder(hosts: readonly OrderHost[], names: readonly string[], holder: string, primary: string, preempt: boolean, primaryIn: boolean): OrderStep[] {
+export function instanceMoveOrder(hosts: readonly OrderHost[], names: readonly string[], holder: string, primary: string, preempt: boolean, primaryIn: boolean, oldVip?: string): OrderStep[] {
   const byName = new Map(hosts.map((h) => [h.name, h]));
   const others = names.filter((n) => n !== holder);
   // By descending priority in spec.order already (names follow spec.order).
@@ -225,6 +244,7 @@ export function instanceMoveOrder(hosts: readonly OrderHost[], names: readonly s
     expectHolder: preempt ? holder : undefined,
     moves: false,
     ...(stopped.includes(n) ? { keepalivedStopped: true } : {}),
+    ...(oldVip ? { gateVip: oldVip } : {}),
   }));
   steps.push({ host: holder, changes: true, expectHolder: preempt && primaryIn ? primary : undefined, moves: preempt && primary !== holder, startAfter: stopped });
   return steps;
@@ -240,7 +260,10 @@ export function changeOrder(spec: ClusterSpec, hosts: readonly OrderHost[]): Cha
   const changes = (n: string) => byName.get(n)!.plan.steps.some((s) => s.ops.length > 0);
   const preempt = spec.vrrpPreempt !== false;
   const primaryIn = byName.has(spec.primary);
-  const holder = hosts.every((h) => h.facts) ? runningHolder(hosts) : undefined;
+  const allFacts = hosts.every((h) => h.facts);
+  // A vip change: the facts look for the new VIP, which nobody holds yet; the old instance holds the old one.
+  const oldVip = allFacts ? runningVip(spec, hosts) : undefined;
+  const holder = allFacts ? runningHolder(hosts) ?? (oldVip ? holderOf(hosts, oldVip) : undefined) : undefined;
   if (holder === undefined) {
     return {
       mode: 'first-deploy',
@@ -252,7 +275,7 @@ export function changeOrder(spec: ClusterSpec, hosts: readonly OrderHost[]): Cha
   const everyMaster = spec.hosts.every((h) => byName.has(h.name));
   const instance = instanceChanges(spec, hosts);
   if (instance.length > 0) {
-    const steps = instanceMoveOrder(hosts, names, holder, spec.primary, preempt, primaryIn);
+    const steps = instanceMoveOrder(hosts, names, holder, spec.primary, preempt, primaryIn, oldVip);
     const others = steps.filter((st) => st.keepalivedStopped).map((st) => st.host);
     return {
       mode: 'running',

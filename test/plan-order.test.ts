@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { checkReport, checkText } from '../src/commands/check.js';
-import { changeOrder, elect, runningOrder, type OrderInput } from '../src/plan-order.js';
+import { changeOrder, elect, instanceChanges, runningOrder, type OrderInput } from '../src/plan-order.js';
 import type { HostFacts, HostPlan } from '../src/types.js';
 import { cluster } from './fixtures/facts/cluster.js';
 import { FakeCluster, fastPlaybook } from './helpers/fake-host.js';
@@ -98,5 +98,44 @@ describe('changeOrder and check', () => {
     const report = checkReport(spec, hosts);
     assert.deepEqual(report.changeOrder.at(-1), 'master1');
     assert.match(report.changeOrderReason, /the VIP moves once, to master2, when master1 is changed/);
+  });
+});
+
+describe('managed VRRP instance moves (issue 9)', () => {
+  // The fake's route and addresses follow its own (old) VIP: the facts are read for that one.
+  const planned = (fc: FakeCluster, spec: ReturnType<typeof cluster>) =>
+    fc.all().map((h) => {
+      const facts = parseFacts(h.name, h.factsText(), fc.spec.vip);
+      return { name: h.name, facts, plan: planHost(spec, spec.hosts.find((x) => x.name === h.name)!, facts, fc.playbook) };
+    });
+  it('what changes the instance: VRID, VIP, multicast/unicast, auth (reported by the runner); not advert_int or priorities', () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook()).converge();
+    const base = fc.spec;
+    const changes = (spec: ReturnType<typeof cluster>, authDiffers = false) => instanceChanges(spec, planned(fc, spec).map((h) => ({ ...h, authDiffers })));
+    assert.deepEqual(changes({ ...base, virtualRouterId: 52 }), ['virtual_router_id 51 → 52']);
+    assert.deepEqual(changes({ ...base, vip: '10.0.0.101' }), ['vip 10.0.0.100 → 10.0.0.101']);
+    assert.deepEqual(changes({ ...base, vrrpUnicast: true }), ['multicast → unicast (vrrp_unicast=true)']);
+    assert.deepEqual(changes(base, true), ['vrrp_auth_pass (value hidden)']);
+    assert.deepEqual(changes({ ...base, advertInt: 2 }), []);
+    assert.deepEqual(changes(withPriorities(base, { master1: 140, master2: 150 })), []);
+  });
+  it('a master whose keepalived does not run takes no part (its file may already be new)', () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook()).converge();
+    for (const n of ['master1', 'master2', 'master3']) fc.host(n).units.keepalived.active = 'inactive';
+    assert.deepEqual(instanceChanges({ ...fc.spec, virtualRouterId: 52 }, planned(fc, { ...fc.spec, virtualRouterId: 52 })), []);
+  });
+  it('the order: the non-holders with keepalived stopped, the holder last starting the others; check says so; --limit refuses', () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook()).converge();
+    const spec = { ...fc.spec, vip: '10.0.0.101' };
+    const o = changeOrder(spec, planned(fc, spec));
+    assert.deepEqual(o.instanceMove?.changes, ['vip 10.0.0.100 → 10.0.0.101']);
+    assert.deepEqual(
+      o.steps.map((s) => [s.host, s.keepalivedStopped === true, s.startAfter ?? null, s.expectHolder]),
+      [['master2', true, null, 'master1'], ['master3', true, null, 'master1'], ['master1', false, ['master2', 'master3'], 'master1']],
+    );
+    assert.equal(o.refusal, undefined);
+    assert.match(o.reason, /managed move\. master2, master3 first, each with keepalived stopped/);
+    const limited = changeOrder(spec, planned(fc, spec).filter((h) => h.name !== 'master3'));
+    assert.match(limited.refusal ?? '', /left out by --limit \(master3\)/);
   });
 });

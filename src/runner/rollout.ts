@@ -96,7 +96,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
    * The VIP must be on the primary (when it is in this run); kubectl must answer through it on `kubectlOn`;
    * the masters in `ready` (their keepalived and haproxy run our configs) must be able to take over.
    */
-  const gate = async (role: 'primary' | 'backup' | 'final', id: string, host: string, kubectlOn: string[], ready: string[], expect?: { holder: string | undefined }) => {
+  const gate = async (role: 'primary' | 'backup' | 'final', id: string, host: string, kubectlOn: string[], ready: string[], expect?: { holder: string | undefined; vip?: string }) => {
     const primary = states.get(spec.primary);
     // Where the VIP must be: the step's expectation (a running cluster: the holder, or where a deliberate move takes it), else the primary.
     const expectedHolder = expect ? expect.holder : primary && spec.vrrpPreempt !== false ? spec.primary : undefined;
@@ -106,7 +106,8 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     const started = Date.now();
     try {
       const passed = await waitForGate({
-        spec,
+        // A vip change: until the holder's step, the old instance holds the old VIP, and kubectl answers through it.
+        spec: expect?.vip ? { ...spec, vip: expect.vip } : spec,
         gate: id,
         host,
         remotes: remotes(),
@@ -297,7 +298,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
         if (co.mode === 'first-deploy') await gate(role, role === 'primary' ? 'vip-on-primary' : 'vip-still-on-primary-only', name, [name], ready);
         else {
           const g = stepGate(step, spec.primary);
-          await gate(g.role, g.id, name, [name], ready, { holder: step.expectHolder });
+          await gate(g.role, g.id, name, [name], ready, { holder: step.expectHolder, ...(step.gateVip ? { vip: step.gateVip } : {}) });
         }
       }
     }

@@ -16,6 +16,34 @@ export interface ChangeFigures {
   moves: string[];
   /** Hosts gated, in order (the final check left out). */
   order: string[];
+  /** Most masters holding the VIP at the same time in the trace (2+: a split brain). */
+  maxHolders?: number;
+  /** Longest time no master held the VIP (ms, kernel timestamps; a managed instance move drops it once). */
+  vipAbsentMs?: number;
+}
+
+/** Most simultaneous holders and the longest time without any, from the traced events (one kernel: one monotonic clock). */
+export function vipOverlap(events: readonly VipEvent[]): { maxHolders: number; vipAbsentMs: number } {
+  const sorted = [...events].sort((a, b) => a.atMs - b.atMs);
+  const on = new Set<string>();
+  let max = 0;
+  let absentSince: number | undefined;
+  let absent = 0;
+  const seen = new Set<string>();
+  for (const e of sorted) {
+    const first = !seen.has(e.host);
+    seen.add(e.host);
+    if (e.present) on.add(e.host);
+    else on.delete(e.host);
+    max = Math.max(max, on.size);
+    // The first event of each host is its state when the trace started, not a change.
+    if (on.size === 0 && absentSince === undefined && !first) absentSince = e.atMs;
+    if (on.size > 0 && absentSince !== undefined) {
+      absent = Math.max(absent, e.atMs - absentSince);
+      absentSince = undefined;
+    }
+  }
+  return { maxHolders: max, vipAbsentMs: Math.round(absent) };
 }
 
 /**
@@ -57,6 +85,7 @@ export async function measureChange(scenario: string, inventory: string, probeFr
     longestGapMs: report.longestGapMs,
     moves: vipMoves(events),
     order: ((run.json?.gates ?? []) as { host: string; gate: string }[]).filter((g) => g.gate !== 'final-check').map((g) => g.host),
+    ...vipOverlap(events),
   };
   return { figures, run, report, probeText: report.failed > 0 ? describeProbe(report) : '' };
 }

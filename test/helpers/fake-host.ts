@@ -321,7 +321,7 @@ export class FakeHost {
   }
 
   /** The VIP placement of this host as the model has it (interface, prefix), ignoring vipAppearsAfter. */
-  vipPlacement(): { iface: string; prefix: number } | undefined {
+  vipPlacement(): { iface: string; prefix: number; vip?: string } | undefined {
     return this.cluster.placement().find((p) => p.host === this.name);
   }
 
@@ -363,8 +363,9 @@ export class FakeHost {
 
   /** `ip -o addr show` lines; the VIP appears on the holder (unless hidden by vipAppearsAfter). */
   addrLines(showVip: boolean): string[] {
-    const vip = this.cluster.spec.vip;
     const place = showVip ? this.vipPlacement() : undefined;
+    // vrrpInstances: the VIP of the instance this host holds (a vip change), else the cluster's.
+    const vip = place?.vip ?? this.cluster.spec.vip;
     const out: string[] = [];
     this.interfaces.forEach((iface, i) => {
       const addrs = [...iface.addrs];
@@ -383,8 +384,9 @@ export class FakeHost {
   }
 
   private routeLine(): string {
-    const vip = this.cluster.spec.vip;
-    if (this.vipPlacement()) return `local ${vip} dev lo table local src ${vip} uid 0 \\    cache <local> `;
+    const vip = this.cluster.factsVip ?? this.cluster.spec.vip;
+    const place = this.vipPlacement();
+    if (place && (place.vip ?? this.cluster.spec.vip) === vip) return `local ${vip} dev lo table local src ${vip} uid 0 \\    cache <local> `;
     const own = this.interfaces.find((i) => i.name === this.routeInterface)?.addrs.find((a) => isIPv6(a.split('/')[0]!) === isIPv6(vip));
     return `${vip} dev ${this.routeInterface} src ${own?.split('/')[0] ?? this.spec.address} uid 0 \\    cache `;
   }
@@ -1055,6 +1057,8 @@ export class FakeCluster {
    * holder (several groups with holders: the VIP on several masters, a split brain). Off (default): one instance.
    */
   vrrpInstances = false;
+  /** The VIP the facts script asks its route for (a vip change: the inventory's new one); default spec.vip. */
+  factsVip: string | undefined;
   private lastHolders = new Map<string, string>();
   /** Every distinct VIP placement (holders, sorted), recorded after each command (see afterCommand). */
   readonly vipTrace: string[][] = [];
@@ -1127,7 +1131,7 @@ export class FakeCluster {
   }
 
   /** Where the VIP is: forced, or the election among hosts whose keepalived and haproxy (track script) run. */
-  placement(): { host: string; iface: string; prefix: number }[] {
+  placement(): { host: string; iface: string; prefix: number; vip?: string }[] {
     const v6 = isIPv6(this.spec.vip);
     const defaultPrefix = v6 ? 128 : 32;
     if (this.forcedVip !== null) return this.forcedVip.map((n) => ({ host: n, iface: this.host(n).routeInterface, prefix: defaultPrefix }));
@@ -1154,18 +1158,18 @@ export class FakeCluster {
   }
 
   /** placement() with vrrpInstances: one election per instance (VRRP's tie rule always: a holder keeps the VIP against an equal priority). */
-  private instancePlacement(defaultPrefix: number): { host: string; iface: string; prefix: number }[] {
-    const groups = new Map<string, { host: string; iface: string; prefix: number; priority: number }[]>();
+  private instancePlacement(defaultPrefix: number): { host: string; iface: string; prefix: number; vip?: string }[] {
+    const groups = new Map<string, { host: string; iface: string; prefix: number; priority: number; vip?: string }[]>();
     for (const h of this.all()) {
       const k = h.units.keepalived;
       if (k.active !== 'active' || h.units.haproxy.active !== 'active' || k.loaded === null) continue;
       const prio = /^\s*priority\s+(\d+)/m.exec(k.loaded);
       const iface = /^\s*interface\s+(\S+)/m.exec(k.loaded);
       if (!prio || !iface) continue;
-      const prefix = /^\s*[0-9A-Fa-f.:]+\/(\d+)\s+dev\s/m.exec(k.loaded);
+      const prefix = /^\s*([0-9A-Fa-f.:]+)\/(\d+)\s+dev\s/m.exec(k.loaded);
       const key = FakeCluster.instanceKey(k.loaded);
       const list = groups.get(key) ?? [];
-      list.push({ host: h.name, iface: iface[1]!, prefix: prefix ? Number(prefix[1]) : defaultPrefix, priority: Number(prio[1]) });
+      list.push({ host: h.name, iface: iface[1]!, prefix: prefix ? Number(prefix[2]) : defaultPrefix, priority: Number(prio[1]), ...(prefix ? { vip: prefix[1]! } : {}) });
       groups.set(key, list);
     }
     const out: { host: string; iface: string; prefix: number }[] = [];
@@ -1176,7 +1180,7 @@ export class FakeCluster {
       const held = list.find((c) => c.host === this.lastHolders.get(key));
       if (held && held.priority >= best.priority) best = held;
       holders.set(key, best.host);
-      out.push({ host: best.host, iface: best.iface, prefix: best.prefix });
+      out.push({ host: best.host, iface: best.iface, prefix: best.prefix, ...(best.vip ? { vip: best.vip } : {}) });
     }
     this.lastHolders = holders;
     return out;

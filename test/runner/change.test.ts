@@ -138,6 +138,22 @@ describe('managed VRRP instance moves (issue 9): VRID, auth, VIP list, multicast
     });
   }
 
+  it('vip 10.0.0.100 → 10.0.0.101: gated on the old VIP on master1 while the others move, then on the new VIP on master1; never two holders', async () => {
+    const fc = instances();
+    const spec = { ...fc.spec, vip: '10.0.0.101' };
+    fc.factsVip = spec.vip;
+    const { result, events } = await rollout(fc, spec);
+    assert.equal(result.error, undefined, String(result.error));
+    noSplitBrain(fc);
+    assert.deepEqual(fc.vipHolders(), ['master1']);
+    assert.equal(fc.placement()[0]!.vip, '10.0.0.101');
+    const phase = events.find((e) => e.type === 'phase' && e.phase === 'rollout');
+    assert.match((phase as { message: string }).message, /master2 → master3 → master1 .*vip 10\.0\.0\.100 → 10\.0\.0\.101/);
+    const again = await rollout(fc, spec);
+    assert.equal(again.result.error, undefined, String(again.result.error));
+    for (const r of again.result.recap) assert.deepEqual([r.changed, r.commands], [0, 2], r.host);
+  });
+
   it('the same VRID change rolled out like any change (the old way) puts the VIP on two masters: what the managed move prevents', () => {
     const fc = instances();
     // master2 loads VRID 52 while master1 still runs 51: master2 is alone in its instance and takes the VIP.
