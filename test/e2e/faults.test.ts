@@ -64,21 +64,23 @@ describe('faults', { concurrency: false }, () => {
   });
 
   it('a config that fails validation on the host: the old file stays, the service is untouched, the validator speaks', async () => {
+    // On the running cluster the order is master2 → master3 → master1 (the VIP holder last): break the second.
     // haproxy -c refuses a config whose `user haproxy` does not exist on the host.
-    await hostExecOk('master2', "sed -i 's/^haproxy:/haproxy-hidden:/' /etc/passwd");
-    const pid = (await unitInfo('master2', 'haproxy')).mainPid;
+    await hostExecOk('master3', "sed -i 's/^haproxy:/haproxy-hidden:/' /etc/passwd");
+    const pid = (await unitInfo('master3', 'haproxy')).mainPid;
     try {
       const r = await runCli(deployArgs(labInventory(['haproxy_balance=leastconn'])));
       assert.equal(r.code, 1, describeRun(r));
-      assert.match(r.stderr, /\[master2\] haproxy-config: .*failed validation/);
+      assert.match(r.stderr, /\[master3\] haproxy-config: .*failed validation/);
       assert.match(r.stderr, /haproxy/i);
-      assert.equal(await balanceOf('master1'), 'leastconn');
-      assert.equal(await balanceOf('master2'), 'roundrobin');
-      assert.equal(await balanceOf('master3'), 'roundrobin', 'master3 was touched after master2 failed');
-      assert.equal((await unitInfo('master2', 'haproxy')).mainPid, pid);
+      assert.equal(await balanceOf('master2'), 'leastconn');
+      assert.equal(await balanceOf('master3'), 'roundrobin');
+      assert.equal(await balanceOf('master1'), 'roundrobin', 'the VIP holder master1 was touched after master3 failed');
+      assert.equal((await unitInfo('master3', 'haproxy')).mainPid, pid);
+      assert.deepEqual(await vipHolders(), ['master1']);
       await noTempFiles();
     } finally {
-      await hostExecOk('master2', "sed -i 's/^haproxy-hidden:/haproxy:/' /etc/passwd");
+      await hostExecOk('master3', "sed -i 's/^haproxy-hidden:/haproxy:/' /etc/passwd");
     }
     await converge();
   });
@@ -186,7 +188,7 @@ systemctl restart keepalived`,
 
   it('Ctrl-C mid-rollout: exit 130, no half-written file anywhere, a rerun converges', async () => {
     const run = startCli(deployArgs(labInventory(['haproxy_balance=leastconn'])));
-    await run.waitFor(/\[master1\] write \/etc\/haproxy\/haproxy\.cfg: changed/);
+    await run.waitFor(/\[master2\] write \/etc\/haproxy\/haproxy\.cfg: changed/);
     run.child.kill('SIGINT');
     const r = await run.done;
     assert.equal(r.code, 130, describeRun(r));
@@ -195,7 +197,8 @@ systemctl restart keepalived`,
     await converge();
   });
 
-  it('a backup cut off the network mid-rollout: that step fails clearly, the primary keeps the VIP; after repair a rerun converges', async () => {
+  it('a backup cut off the network mid-rollout: that step fails clearly, the VIP holder keeps the VIP and is not touched; after repair a rerun converges', async () => {
+    // Order on the running cluster: master2 → master3 → master1. Cut master3 once master2 is done.
     const run = startCli(deployArgs(labInventory(['haproxy_balance=leastconn'])));
     await run.waitFor(/-- master3 \(backup\)/);
     await disconnectHost('master3');
@@ -204,7 +207,9 @@ systemctl restart keepalived`,
       assert.equal(r.code, 1, describeRun(r));
       assert.match(r.stderr, /error: \[master3\] [\w-]+: connection to kha@172\.16\.86\.13:22 was lost/);
       assert.match(r.stdout, /master3\s+ok=\d+\s+changed=\d+\s+unreachable=1\s+failed=0/);
-      assert.match(r.stdout, /master1\s+ok=\d+\s+changed=[1-9]\d*\s+unreachable=0\s+failed=0/);
+      assert.match(r.stdout, /master2\s+ok=\d+\s+changed=[1-9]\d*\s+unreachable=0\s+failed=0/);
+      assert.match(r.stdout, /master1\s+ok=0\s+changed=0\s+unreachable=0\s+failed=0/);
+      assert.equal(await balanceOf('master1'), 'roundrobin', 'the VIP holder was touched after master3 was cut off');
       assert.deepEqual(await vipHolders(), ['master1']);
       // haproxy's connect timeout + redispatch sends requests past the dead backend.
       for (let i = 0; i < 3; i++) {

@@ -40,21 +40,24 @@ describe('off the happy path, as an operator meets it', { concurrency: false }, 
   });
 
   it('Ctrl-C on a terminal mid-rollout: exit 130, "stopped before the next step", the recap, no temp file, later masters untouched', async () => {
-    const before2 = await fingerprint('master2');
+    // On the running cluster the order is master2 → master3 → master1 (the VIP holder last).
     const before3 = await fingerprint('master3');
+    const before1 = await fingerprint('master1');
     const run = startCliInPty(deployArgs(labInventory(['haproxy_balance=leastconn'])));
-    // The task tree shows the primary's current step; Ctrl-C once master1's haproxy.cfg was written.
-    await run.waitFor(/master1: write \/etc\/haproxy\/haproxy\.cfg: changed/);
+    // The task tree shows the current step; Ctrl-C once master2's haproxy.cfg was written.
+    await run.waitFor(/master2: write \/etc\/haproxy\/haproxy\.cfg: changed/);
     run.type('\x03');
     const r = await run.done;
     assert.equal(r.code, 130, r.screen);
     assert.match(r.screen, /interrupted: stopped before the next step/);
-    assert.match(r.screen, /RECAP\n\s+master1\s+ok=\d+\s+changed=[1-9]\d*\s+unreachable=0\s+failed=0/);
-    assert.match(r.screen, /master2\s+ok=0\s+changed=0\s+unreachable=0\s+failed=0/);
+    assert.match(r.screen, /RECAP\n(?:.*\n)*?\s+master2\s+ok=\d+\s+changed=[1-9]\d*\s+unreachable=0\s+failed=0/);
+    assert.match(r.screen, /master3\s+ok=0\s+changed=0\s+unreachable=0\s+failed=0/);
+    assert.match(r.screen, /master1\s+ok=0\s+changed=0\s+unreachable=0\s+failed=0/);
     assert.match(r.screen, /FAILED after [\d.]+s \(exit 130\)/);
     await noTempFiles();
-    assert.equal(await fingerprint('master2'), before2, 'master2 was touched after Ctrl-C');
     assert.equal(await fingerprint('master3'), before3, 'master3 was touched after Ctrl-C');
+    assert.equal(await fingerprint('master1'), before1, 'master1 (the VIP holder) was touched after Ctrl-C');
+    assert.deepEqual(await vipHolders(), ['master1']);
     for (const h of names) assert.equal(await lockHeld(h), false, `the run lock on ${h} outlived the interrupted run`);
     await converge();
   });
