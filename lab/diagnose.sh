@@ -41,7 +41,7 @@ timeout 10 docker exec kha-lab-master1 python3 -c "$send" "${HOST_IP[master1]}" 
 wait
 echo "--- keepalived on each host"
 for h in "${HOSTS[@]}"; do
-  echo "$h: $(docker exec "kha-lab-$h" sh -c 'systemctl is-active keepalived; ip -o addr show | grep -c " ${VIP}/" || :' 2>&1 | tr '\n' ' ')"
+  echo "$h: keepalived $(docker exec "kha-lab-$h" systemctl is-active keepalived 2>&1), VIP here: $(docker exec "kha-lab-$h" ip -o addr show 2>&1 | grep -c " ${VIP}/")"
   docker exec "kha-lab-$h" journalctl -u keepalived -n 8 --no-pager -o short-iso 2>&1 | sed 's/^/    /'
 done
 exit 0
