@@ -42,6 +42,12 @@ export interface OrderStep {
   startAfter?: string[];
   /** The VIP this step's gate looks for when it is not the inventory's: the old one, still held by the old instance (a vip change). */
   gateVip?: string;
+  /**
+   * The holder's own instance is recreated by this change (its interface or unicast_src_ip changes) while the
+   * others keep theirs: stop keepalived here first, so the VIP moves to `to` (keepalived's priority-0 advert),
+   * confirm it there, then change this master and start keepalived; it takes the VIP back by preemption.
+   */
+  moveAwayFirst?: { to: string };
 }
 
 /** What a managed instance move changes, and how. */
@@ -187,6 +193,17 @@ function holderOf(hosts: readonly OrderHost[], vip: string): string | undefined 
   return runningPriority(f) !== null && f.applied.keepalived !== null ? holders[0]!.name : undefined;
 }
 
+/** What recreates the holder's own instance while the others keep theirs: its interface or its unicast_src_ip. */
+function holderRecreated(spec: ClusterSpec, h: OrderHost): string | undefined {
+  const c = h.facts?.keepalivedConf;
+  const host = spec.hosts.find((x) => x.name === h.name);
+  if (!c || !host || !h.facts) return undefined;
+  const iface = host.vipInterface ?? h.facts.routeInterface;
+  if (c.interface !== null && iface && c.interface !== iface) return `interface ${c.interface} → ${iface}`;
+  if (spec.vrrpUnicast === true && c.unicastSrcIp !== null && c.unicastSrcIp !== host.address) return `unicast_src_ip ${c.unicastSrcIp} → ${host.address}`;
+  return undefined;
+}
+
 /** A master as changeOrder sees it; `authDiffers`: its running keepalived.conf has another vrrp_auth_pass than the inventory's (a salted hash compared, src/runner/rollout.ts). */
 export interface OrderHost {
   name: string;
@@ -274,6 +291,7 @@ export function changeOrder(spec: ClusterSpec, hosts: readonly OrderHost[]): Cha
   }
   const everyMaster = spec.hosts.every((h) => byName.has(h.name));
   const instance = instanceChanges(spec, hosts);
+  const recreated = instance.length === 0 ? holderRecreated(spec, byName.get(holder)!) : undefined;
   if (instance.length > 0) {
     const steps = instanceMoveOrder(hosts, names, holder, spec.primary, preempt, primaryIn, oldVip);
     const others = steps.filter((st) => st.keepalivedStopped).map((st) => st.host);
@@ -304,6 +322,24 @@ export function changeOrder(spec: ClusterSpec, hosts: readonly OrderHost[]): Cha
   const r = runningOrder(inputs, holder, spec.primary, simulateElection);
   if (!simulateElection && preempt) {
     for (const s of r.steps) s.expectHolder = primaryIn ? spec.primary : undefined;
+  }
+  if (recreated && preempt) {
+    // Where the VIP goes while the holder is stopped: the highest priority among the others once their changes are done.
+    const others = inputs.filter((i) => i.name !== holder && (i.changes ? true : i.running !== null));
+    const to = others.sort((a, b) => b.next - a.next)[0]?.name;
+    const hs = r.steps.find((st) => st.host === holder && st.changes);
+    if (to && hs) {
+      hs.moveAwayFirst = { to };
+      return {
+        mode: 'running',
+        holder,
+        steps: r.steps,
+        moves: 2,
+        reason:
+          `${holder} holds the VIP: the other masters first, ${holder} last. Its keepalived instance is recreated (${recreated}), which a reload cannot do ` +
+          `without dropping the VIP: keepalived is stopped there first, the VIP moves to ${to} (the gate confirms it), then ${holder} is changed, started, and takes the VIP back`,
+      };
+    }
   }
   const moving = r.steps.find((s) => s.moves);
   const reason =

@@ -255,6 +255,16 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
         );
         stoppedHere = true;
       }
+      if (step.moveAwayFirst && s.facts && s.facts.units.keepalived.active === 'active') {
+        // The holder's instance is recreated: hand the VIP over first (keepalived's priority-0 advert), confirm it, then change.
+        const to = step.moveAwayFirst.to;
+        checkAbort();
+        await record(s, () =>
+          applier(s).step(unitsStep('units', `stop keepalived: its instance is recreated, the VIP moves to ${to} first`, [{ op: 'run', script: stopKeepalivedScript(), description: 'systemctl stop keepalived' }], unitsTimeoutMs, `${name}'s VRRP instance is recreated by this change`)),
+        );
+        stoppedHere = true;
+        await gate('primary', 'vip-moved-away', name, [to], done.filter((n) => n !== name && !deferredStart.has(n)), { holder: to });
+      }
       if (stoppedHere || pkgsDone || plan.steps.some((st) => st.ops.length > 0)) {
         // Re-read right before changing: packages just changed the host, or another actor may have.
         await record(s, async () => {

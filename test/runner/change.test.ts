@@ -154,6 +154,21 @@ describe('managed VRRP instance moves (issue 9): VRID, auth, VIP list, multicast
     for (const r of again.result.recap) assert.deepEqual([r.changed, r.commands], [0, 2], r.host);
   });
 
+  it("the holder's own instance recreated (its unicast_src_ip changes): keepalived stopped there first, the VIP moves to master2 and is confirmed, then master1 is changed and takes it back", async () => {
+    const fc = instances(cluster({ vrrpUnicast: true }));
+    const spec = { ...fc.spec, hosts: fc.spec.hosts.map((h) => (h.name === 'master1' ? { ...h, address: '10.0.0.21' } : h)) };
+    const mark = fc.log.length;
+    const { result, events } = await rollout(fc, spec);
+    assert.equal(result.error, undefined, String(result.error));
+    noSplitBrain(fc);
+    assert.deepEqual(fc.vipTrace.slice(-3), [['master1'], ['master2'], ['master1']]);
+    const ops = orderOf(fc, mark);
+    assert.ok(ops.indexOf('master1:service:keepalived stop') < ops.indexOf('master1:write:/etc/keepalived/keepalived.conf'), ops.join('\n'));
+    const passes = events.flatMap((e) => (e.type === 'gate-pass' ? [`${e.host}:${e.gate}:${e.holder}`] : []));
+    assert.ok(passes.includes('master1:vip-moved-away:master2'), passes.join(', '));
+    assert.deepEqual(fc.vipHolders(), ['master1']);
+  });
+
   it('the same VRID change rolled out like any change (the old way) puts the VIP on two masters: what the managed move prevents', () => {
     const fc = instances();
     // master2 loads VRID 52 while master1 still runs 51: master2 is alone in its instance and takes the VIP.
