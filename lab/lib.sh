@@ -14,6 +14,9 @@ GATEWAY=172.16.86.1
 VIP=172.16.86.100
 HOSTS=(master1 master2 master3)
 declare -A HOST_IP=([master1]=172.16.86.11 [master2]=172.16.86.12 [master3]=172.16.86.13)
+# Jump host (`lab/up.sh --bastion` only): the host image, sshd and user kha, not a master.
+BASTION=bastion
+BASTION_IP=172.16.86.14
 BASE_IMAGE=kha-lab-base:bookworm
 HOST_IMAGE=kha-lab-host
 # RPM family (lab/image-rpm, lab/rpm): hosts with dnf + rpm instead of apt, and their repository.
@@ -438,17 +441,18 @@ host_state() { docker inspect -f '{{.State.Status}}' "$(container_of "$1")" 2>/d
 host_generation() { docker exec "$(container_of "$1")" cat /var/lib/kha-lab/generation 2>/dev/null || true; }
 
 # wait_booted HOST [TIMEOUT_S]: systemd finished booting (running; degraded is reported) and
-# lab-init, ssh and kube-apiserver are active.
+# lab-init, ssh and kube-apiserver are active (the bastion: ssh only).
 wait_booted() {
-  local h=$1 c deadline st units
+  local h=$1 c deadline st units want
   c=$(container_of "$h")
   deadline=$(($(date +%s) + ${2:-90}))
   while :; do
     st=$(docker exec "$c" systemctl is-system-running 2>/dev/null || true)
     case "$st" in
       running|degraded)
-        units=$(docker exec "$c" systemctl is-active lab-init.service ssh.service kube-apiserver.service 2>/dev/null | tr '\n' ' ' || true)
-        if [[ "$units" == "active active active " ]]; then
+        if [[ $h == "$BASTION" ]]; then want="ssh.service"; else want="lab-init.service ssh.service kube-apiserver.service"; fi
+        units=$(docker exec "$c" systemctl is-active $want 2>/dev/null | tr '\n' ' ' || true)
+        if [[ "$units" == "$(printf 'active %.0s' $want)" ]]; then
           if [[ "$st" == degraded ]]; then
             log "WARNING: $h is degraded; failed units: $(docker exec "$c" systemctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')"
           fi
@@ -486,6 +490,13 @@ write_known_hosts() {
       awk -v ip="$ip" '$1 == ip' "$STATE_DIR/known_hosts" >>"$tmp"
     fi
   done
+  # The bastion: its keys while it runs, none once it is removed (a plain lab/up.sh).
+  if [[ "$(host_state "$BASTION")" == running ]]; then
+    docker exec "$(container_of "$BASTION")" sh -c 'cat /etc/ssh/ssh_host_*_key.pub' \
+      | awk -v ip="$BASTION_IP" 'NF >= 2 { print ip, $1, $2 }' >>"$tmp" || die "reading $BASTION's host keys failed"
+  elif docker inspect "$(container_of "$BASTION")" >/dev/null 2>&1 && [[ -f "$STATE_DIR/known_hosts" ]]; then
+    awk -v ip="$BASTION_IP" '$1 == ip' "$STATE_DIR/known_hosts" >>"$tmp"
+  fi
   mv "$tmp" "$STATE_DIR/known_hosts"
 }
 

@@ -4,7 +4,7 @@
 # when their inputs changed, generates keys and certificates in lab/.state/, starts the hosts,
 # waits until they are booted, writes lab/.state/known_hosts and the inventories.
 #
-#   bash lab/up.sh [--fresh] [--no-vip-cert | --vip-cert] [--rpm HOST|all ...] [HOST...]
+#   bash lab/up.sh [--fresh] [--no-vip-cert | --vip-cert] [--rpm HOST|all ...] [--bastion] [HOST...]
 #     --fresh         recreate HOSTs (all when none is named) from the image: fresh hosts
 #     --rpm HOST      HOST is an RPM-family host (dnf + rpm, no apt; lab/image-rpm), repeatable;
 #                     `--rpm all` for every host. Also starts the RPM repository (kha-lab-rpmrepo,
@@ -13,13 +13,16 @@
 #     --no-vip-cert   apiserver serving certificates WITHOUT the VIP in subjectAltName
 #                     (same as LAB_CERT_NO_VIP=1); --vip-cert goes back to certificates with it.
 #                     Changing this recreates every host.
+#     --bastion       also a jump host, kha-lab-bastion (172.16.86.14): the host image, sshd, user kha
+#                     by the lab key, no apiserver, not a master. Without --bastion it is removed.
+#                     With --fresh and no HOST named, recreated too.
 #     --wait          only wait until HOSTs are booted and rewrite known_hosts (no build, no start)
 #   Env: LAB_APT_PROXY=none  no apt-cacher-ng; hosts then have no way to Debian's archive.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lab_lock
 
-fresh=0 wait_only=0 mode=vip names=() rpm_hosts=()
+fresh=0 wait_only=0 mode=vip names=() rpm_hosts=() bastion=0
 [[ "${LAB_CERT_NO_VIP:-0}" == 1 ]] && mode=novip
 while (($#)); do
   case "$1" in
@@ -34,16 +37,18 @@ while (($#)); do
         master[1-3]) [[ " ${rpm_hosts[*]} " == *" $1 "* ]] || rpm_hosts+=("$1") ;;
         *) die "--rpm takes a host (${HOSTS[*]}) or all, not: ${1:-nothing}" ;;
       esac ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --bastion) bastion=1 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     master[1-3]) names+=("$1") ;;
     *) die "unknown argument: $1 (hosts are ${HOSTS[*]})" ;;
   esac
   shift
 done
-((${#names[@]})) || names=("${HOSTS[@]}")
+named=${#names[@]}
+((named)) || names=("${HOSTS[@]}")
 
 if ((wait_only)); then
-  wait_hosts "${names[@]}" || die "hosts did not boot: ${names[*]}"
+  wait_hosts "${names[@]}" $( ((bastion)) && echo "$BASTION") || die "hosts did not boot: ${names[*]}"
   write_known_hosts
   exit 0
 fi
@@ -120,11 +125,27 @@ fi
 for h in "${names[@]}"; do
   [[ "$(host_state "$h")" == running ]] || die "$h is not running after compose up (state: $(host_state "$h"))"
 done
+# The jump host: only with --bastion. Its authorized_keys (the lab key, for kha) are mounted at
+# /home/kha/.ssh; lab-init and the apiserver are masked on its systemd command line (compose).
+bc=$(container_of "$BASTION") booting=("${names[@]}")
+if ((bastion)); then
+  install -d -m 0755 "$STATE_DIR/bastion" "$STATE_DIR/bastion/ssh"
+  install -m 0644 "$STATE_DIR/id_ed25519.pub" "$STATE_DIR/bastion/ssh/authorized_keys"
+  if ((fresh && !named)) && docker inspect "$bc" >/dev/null 2>&1; then log "recreating $BASTION"; docker rm -f "$bc" >/dev/null; fi
+  log "starting $BASTION ($bc, $BASTION_IP)"
+  dc up -d --no-deps "$BASTION" 2>&1 | grep -v -e 'is up-to-date' -e '^$' | sed 's/^/  [compose] /' >&2 || true
+  [[ "$(host_state "$BASTION")" == running ]] || die "$BASTION is not running after compose up (state: $(host_state "$BASTION"))"
+  booting+=("$BASTION")
+elif docker inspect "$bc" >/dev/null 2>&1; then
+  log "removing $BASTION ($bc): not asked for (--bastion)"
+  docker rm -f "$bc" >/dev/null
+fi
 ((${#rpm_hosts[@]} == 0)) || wait_rpm_repo
-log "waiting for ${names[*]} to boot"
-wait_hosts "${names[@]}" || die "hosts did not boot"
+log "waiting for ${booting[*]} to boot"
+wait_hosts "${booting[@]}" || die "hosts did not boot"
 write_known_hosts
 write_inventories
 log "lab up: ${HOSTS[*]} = ${HOST_IP[master1]} ${HOST_IP[master2]} ${HOST_IP[master3]}, VIP $VIP (held by nobody until kha-deploy runs)"
+((bastion == 0)) || log "jump host: $BASTION $BASTION_IP (user kha, the lab key; not in the inventories)"
 ((${#rpm_hosts[@]} == 0)) || log "RPM-family hosts (dnf + rpm): ${rpm_hosts[*]}; their repository: http://$RPM_REPO_IP:$RPM_REPO_PORT/ ($repo)"
 log "inventory: $STATE_DIR/inventory.ini (root: inventory-root.ini), known_hosts: $STATE_DIR/known_hosts, key: $STATE_DIR/id_ed25519"

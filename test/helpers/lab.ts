@@ -47,6 +47,8 @@ export const lab = {
   caPath: join(STATE_DIR, 'certs', 'ca.crt'),
   /** The RPM-family hosts' package repository (running only while a host is RPM-family: `LabUpOptions.rpm`). */
   rpmRepo: { container: 'kha-lab-rpmrepo', address: '172.16.86.20', port: 8080 },
+  /** The jump host (running only while asked for: `LabUpOptions.bastion`): the host image, sshd, user kha by the lab key; no apiserver, not a master, in no inventory. */
+  bastion: { name: 'bastion', address: '172.16.86.14', container: 'kha-lab-bastion' } as LabHost,
 } as const;
 
 export interface ExecResult {
@@ -147,6 +149,8 @@ export interface LabUpOptions {
   /** Hosts that are RPM-family (dnf + rpm, no apt: lab/image-rpm), with the RPM repository running.
    * Default none: every call without it brings the lab back to all-Debian (hosts of the other family are recreated). */
   rpm?: readonly string[];
+  /** Also run the jump host `lab.bastion` (`lab/up.sh --bastion`). Default false: every call without it removes the bastion. */
+  bastion?: boolean;
 }
 
 function certFlag(opts: LabUpOptions): string {
@@ -157,6 +161,10 @@ function rpmFlags(opts: LabUpOptions): string[] {
   return (opts.rpm ?? []).flatMap((h) => ['--rpm', labHost(h).name]);
 }
 
+function bastionFlag(opts: LabUpOptions): string[] {
+  return opts.bastion ? ['--bastion'] : [];
+}
+
 async function upScript(args: string[], timeoutMs: number): Promise<void> {
   const r = await run('bash', [join(ROOT, 'lab', 'up.sh'), ...args], { timeoutMs });
   if (r.code !== 0) throw new Error(`lab/up.sh ${args.join(' ')} failed (exit ${r.code}):\n${r.stderr.split('\n').slice(-40).join('\n')}`);
@@ -164,7 +172,7 @@ async function upScript(args: string[], timeoutMs: number): Promise<void> {
 
 /** Brings the lab up (building images when missing), or leaves a running lab as it is. */
 export async function labUp(opts: LabUpOptions = {}): Promise<void> {
-  await upScript([certFlag(opts), ...rpmFlags(opts)], opts.timeoutMs ?? 900_000);
+  await upScript([certFlag(opts), ...rpmFlags(opts), ...bastionFlag(opts)], opts.timeoutMs ?? 900_000);
 }
 
 /** Removes the lab hosts and network (images and lab/.state/ are kept). */
@@ -177,7 +185,7 @@ export async function labDown(): Promise<void> {
  * haproxy, new SSH host keys (known_hosts is rewritten), VIP held by nobody. Waits until booted.
  */
 export async function resetHosts(names?: readonly string[], opts: LabUpOptions = {}): Promise<void> {
-  await upScript(['--fresh', certFlag(opts), ...rpmFlags(opts), ...hostNames(names)], opts.timeoutMs ?? 300_000);
+  await upScript(['--fresh', certFlag(opts), ...rpmFlags(opts), ...bastionFlag(opts), ...hostNames(names)], opts.timeoutMs ?? 300_000);
 }
 
 /** Waits until systemd in each host finished booting and ssh + kube-apiserver are active. */
@@ -229,6 +237,11 @@ export function hostExec(host: string, script: string, opts: HostExecOptions = {
   if (opts.user !== undefined) args.push('-u', opts.user);
   args.push(h.container, 'bash', '-c', script);
   return run('docker', args, { stdin: opts.stdin, timeoutMs: opts.timeoutMs ?? 120_000 });
+}
+
+/** Runs `bash -c script` in the bastion (`lab.bastion`) through `docker exec`, as root. Never rejects on exit != 0. */
+export function bastionExec(script: string, opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
+  return run('docker', ['exec', lab.bastion.container, 'bash', '-c', script], { timeoutMs: opts.timeoutMs ?? 60_000 });
 }
 
 async function hostExecOk(host: string, script: string, ...argv: string[]): Promise<ExecResult> {
