@@ -23,10 +23,13 @@ export interface ChangeFigures {
 }
 
 /** Most simultaneous holders and the longest time without any, from the traced events (one kernel: one monotonic clock). */
-export function vipOverlap(events: readonly VipEvent[]): { maxHolders: number; vipAbsentMs: number } {
+export function vipOverlap(events: readonly VipEvent[]): { maxHolders: number; vipAbsentMs: number; overlapMs: number } {
   const sorted = [...events].sort((a, b) => a.atMs - b.atMs);
   const on = new Set<string>();
   let max = 0;
+  // Longest time with 2+ holders: a VRRP handover by preemption overlaps for a moment (the new MASTER adds the VIP before the old one drops it).
+  let overlapSince: number | undefined;
+  let overlap = 0;
   let absentSince: number | undefined;
   let absent = 0;
   const seen = new Set<string>();
@@ -36,6 +39,11 @@ export function vipOverlap(events: readonly VipEvent[]): { maxHolders: number; v
     if (e.present) on.add(e.host);
     else on.delete(e.host);
     max = Math.max(max, on.size);
+    if (on.size > 1 && overlapSince === undefined) overlapSince = e.atMs;
+    if (on.size <= 1 && overlapSince !== undefined) {
+      overlap = Math.max(overlap, e.atMs - overlapSince);
+      overlapSince = undefined;
+    }
     // The first event of each host is its state when the trace started, not a change.
     if (on.size === 0 && absentSince === undefined && !first) absentSince = e.atMs;
     if (on.size > 0 && absentSince !== undefined) {
@@ -43,7 +51,7 @@ export function vipOverlap(events: readonly VipEvent[]): { maxHolders: number; v
       absentSince = undefined;
     }
   }
-  return { maxHolders: max, vipAbsentMs: Math.round(absent) };
+  return { maxHolders: max, vipAbsentMs: Math.round(absent), overlapMs: Math.round(overlap) };
 }
 
 /**
@@ -85,7 +93,7 @@ export async function measureChange(scenario: string, inventory: string, probeFr
     longestGapMs: report.longestGapMs,
     moves: vipMoves(events),
     order: ((run.json?.gates ?? []) as { host: string; gate: string }[]).filter((g) => g.gate !== 'final-check').map((g) => g.host),
-    ...vipOverlap(events),
+    ...(({ maxHolders, vipAbsentMs }) => ({ maxHolders, vipAbsentMs }))(vipOverlap(events)),
   };
   return { figures, run, report, probeText: report.failed > 0 ? describeProbe(report) : '' };
 }
