@@ -30,6 +30,13 @@ async function deploy(inventory: string, env: Record<string, string> = {}) {
   return r;
 }
 
+/** The next whole second (epoch), after waiting for it: journald's --since has one-second resolution. */
+async function nextSecond(): Promise<number> {
+  const t = Math.ceil(Date.now() / 1000);
+  await new Promise((r) => setTimeout(r, t * 1000 - Date.now() + 20));
+  return t;
+}
+
 /** Logins sshd accepted on `host` since `since` (epoch seconds), as `user from address` lines. */
 async function loginsSince(host: string, since: number): Promise<string[]> {
   const r = await hostExec(host, `journalctl --since @${since} -o cat --no-pager | sed -n 's/^Accepted publickey for \\(\\S*\\) from \\(\\S*\\) .*/\\1 \\2/p'`);
@@ -59,7 +66,7 @@ describe("operators' own inventories on the lab", { concurrency: false }, () => 
     // kubeasz runs as root with the deploy node's key: ansible.cfg says which key and user.
     const cfg = join(dir, 'ansible.cfg');
     writeFileSync(cfg, `[defaults]\nremote_user = root\nprivate_key_file = ${lab.keyPath}\n`);
-    const since = Math.floor(Date.now() / 1000) - 1;
+    const since = await nextSecond();
     const r = await deploy(hosts, { ANSIBLE_CONFIG: cfg });
     assert.deepEqual(await vipHolders(), ['master2'], describeRun(r));
     assert.equal(await keepalivedInstance('master2'), 'interface eth0 virtual_router_id 51 priority 150');
@@ -83,7 +90,7 @@ describe("operators' own inventories on the lab", { concurrency: false }, () => 
     // The lab's VRID, so that this is not a VRID change of a running cluster.
     edit('group_vars/kube_control_plane.yml', (t) => toLab(t).replace(/^virtual_router_id: \d+$/m, 'virtual_router_id: 51'));
     edit('group_vars/k8s_cluster/k8s-cluster.yml', (t) => t.replace(/^ansible_user: deploy$/m, `ansible_user: kha\nansible_ssh_private_key_file: ${lab.keyPath}`));
-    const since = Math.floor(Date.now() / 1000) - 1;
+    const since = await nextSecond();
     const r = await deploy(join(inv, 'inventory.ini'));
     assert.deepEqual(await vipHolders(), ['master1'], describeRun(r));
     assert.equal(await keepalivedInstance('master1'), 'interface eth0 virtual_router_id 51 priority 150');
