@@ -204,6 +204,20 @@ export async function withInterrupt<T>(controller: AbortController, work: () => 
   }
 }
 
+/** What every command starts from: the inventory, the masters selected by --limit, the secrets to reach them. */
+export interface Targets {
+  spec: ClusterSpec;
+  hosts: HostSpec[];
+  creds: Credentials;
+}
+
+/** Load and validate the inventory, select the masters, read the secrets: any problem is thrown before a host is contacted. */
+export async function loadTargets(args: CommonArgs): Promise<Targets> {
+  const spec = await loadInventory(args.inventory);
+  const hosts = selectHosts(spec.hosts, args.limit);
+  return { spec, hosts, creds: await readCredentials(args, hosts) };
+}
+
 /** What a read-only command (check, status) gathers with, once the inventory and credentials are read. */
 /** What a read-only command (check, status) gathers with: a RunContext whose Ctrl-C signal always exists. */
 export type ReadOnlyContext = RunContext & { signal: AbortSignal };
@@ -219,16 +233,13 @@ export async function runReadOnly<R extends { exitCode: number }>(
 ): Promise<number> {
   const json = args.output === 'json';
   const out = (s: string) => process.stdout.write(`${s}\n`);
-  let spec: ClusterSpec;
-  let hosts: HostSpec[];
-  let creds: Credentials;
+  let targets: Targets;
   try {
-    spec = await loadInventory(args.inventory);
-    hosts = selectHosts(spec.hosts, args.limit);
-    creds = await readCredentials(args, hosts);
+    targets = await loadTargets(args);
   } catch (err) {
     return fail(err, json);
   }
+  const { spec, hosts, creds } = targets;
   const lines = textUi(out, args.verbose);
   // Only -v's commands are shown while gathering: the report comes whole at the end.
   const emit = json ? () => undefined : (e: RunEvent) => (e.type === 'command' ? lines(e) : undefined);

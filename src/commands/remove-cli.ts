@@ -3,11 +3,9 @@
 // recap (text) or ONE JSON document on stdout (error text also on stderr).
 import type { Argv } from 'yargs';
 import { EXIT_HOST_FAILED, KhaError } from '../errors.js';
-import { loadInventory } from '../inventory/load.js';
 import { loadPlaybook } from '../playbook.js';
 import { formatError } from '../report/format-error.js';
-import type { ClusterSpec, HostSpec } from '../types.js';
-import { commonOptions, connector, fail, readCredentials, selectHosts, withInterrupt, type CommonArgs, type Credentials } from './common.js';
+import { commonOptions, connector, fail, loadTargets, withInterrupt, type CommonArgs, type Targets } from './common.js';
 import { removeEventLine, removeText, runRemove, type RemoveEvent, type RemoveReport } from './remove.js';
 
 export interface RemoveArgs extends CommonArgs {
@@ -27,16 +25,13 @@ export async function runRemoveCommand(args: RemoveArgs): Promise<number> {
   const started = Date.now();
   const json = args.output === 'json';
   const out = (s: string) => process.stdout.write(`${s}\n`);
-  let spec: ClusterSpec;
-  let hosts: HostSpec[];
-  let creds: Credentials;
+  let targets: Targets;
   try {
-    spec = await loadInventory(args.inventory);
-    hosts = selectHosts(spec.hosts, args.limit);
-    creds = await readCredentials(args, hosts);
+    targets = await loadTargets(args);
   } catch (err) {
     return fail(err, json);
   }
+  const { spec, hosts, creds } = targets;
   const emit = (e: RemoveEvent) => {
     if (json) return;
     const line = removeEventLine(e, args.verbose);

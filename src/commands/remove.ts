@@ -41,7 +41,7 @@ import { FactsParseError, STATE_DIR, factsScript, parseFacts } from '../facts.js
 import { interfacesHolding } from '../gates/observe.js';
 import { stepOf, type Playbook } from '../playbook.js';
 import { maskSecrets } from '../report/redact.js';
-import { COMMAND_GRACE_MS, FACTS_TIMEOUT_MS, toKhaError } from '../runner/rollout.js';
+import { FACTS_TIMEOUT_MS, graceSignal, toKhaError } from '../runner/rollout.js';
 import { READY_MARK, lockRefusal, lockScript } from '../runner/lock.js';
 import { scriptTag, shellQuote } from '../shell.js';
 import type { ClusterSpec, HeldCommand, HostFacts, HostRecap, HostSpec, ManagedUnit, PackageManager, Remote, RunEvent, StepStatus } from '../types.js';
@@ -509,9 +509,7 @@ export async function runRemove(opts: RemoveOptions): Promise<RemoveResult> {
     if (opts.signal?.aborted) throw interrupted();
   };
   // A change in flight gets a moment to finish after Ctrl-C; reads stop at once.
-  const changeAbort = new AbortController();
-  const onAbort = () => setTimeout(() => changeAbort.abort(), COMMAND_GRACE_MS).unref();
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const grace = graceSignal(opts.signal);
   let order: string[] = selected;
   let holdersBefore: string[] | null = null;
   let releasedBy: string | null = null;
@@ -572,7 +570,7 @@ export async function runRemove(opts: RemoveOptions): Promise<RemoveResult> {
         }
         let res;
         try {
-          res = await s.remote!.run(step.script, { label: step.title, timeoutMs: step.timeoutMs, signal: changeAbort.signal });
+          res = await s.remote!.run(step.script, { label: step.title, timeoutMs: step.timeoutMs, signal: grace.signal });
         } catch (err) {
           markFailure(s, err);
           // A step cut short by Ctrl-C stays pending: a rerun does it.
@@ -607,7 +605,7 @@ export async function runRemove(opts: RemoveOptions): Promise<RemoveResult> {
     const onlyInterrupts = err instanceof InterruptedError || (err instanceof ManyErrors && err.errors.every((e) => e instanceof InterruptedError));
     error = opts.signal?.aborted && (!(err instanceof KhaError) || onlyInterrupts) ? interrupted() : err;
   } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
+    grace.dispose();
     await Promise.allSettled(all().map((s) => s.lock?.release()));
     await Promise.allSettled(all().map((s) => s.remote?.close()));
   }

@@ -2,14 +2,13 @@
 // failover drill with its own Ctrl-C handling (the first one restores, a second one quits and
 // leaves the restore to the dead-man timers on the hosts).
 import { EXIT_INTERRUPTED, UsageError } from '../errors.js';
-import { loadInventory } from '../inventory/load.js';
 import { loadPlaybook } from '../playbook.js';
 import { formatError } from '../report/format-error.js';
 import { textUi } from '../report/text-ui.js';
 import { DrillFailed, runDrill } from '../drill/run.js';
 import { drillText } from '../drill/figures.js';
-import type { ClusterSpec, HostSpec, RunEvent } from '../types.js';
-import { connector, fail, readCredentials, runReadOnly, selectHosts, type CommonArgs, type Credentials } from './common.js';
+import type { RunEvent } from '../types.js';
+import { connector, fail, loadTargets, runReadOnly, type CommonArgs, type Targets } from './common.js';
 import { VERIFY_TIMEOUT_MS, verifyGates, verifyText } from './verify.js';
 
 export interface VerifyArgs extends CommonArgs {
@@ -26,16 +25,13 @@ export async function runVerifyCommand(args: VerifyArgs): Promise<number> {
     return runReadOnly(args, (ctx) => verifyGates(ctx, args.gateTimeout !== undefined ? args.gateTimeout * 1000 : VERIFY_TIMEOUT_MS), verifyText);
   }
   if (args.limit !== undefined) return fail(new UsageError('verify --failover drills the whole cluster: it takes no --limit'), json);
-  let spec: ClusterSpec;
-  let hosts: HostSpec[];
-  let creds: Credentials;
+  let targets: Targets;
   try {
-    spec = await loadInventory(args.inventory);
-    hosts = selectHosts(spec.hosts, undefined);
-    creds = await readCredentials(args, hosts);
+    targets = await loadTargets(args);
   } catch (err) {
     return fail(err, json);
   }
+  const { spec, hosts, creds } = targets;
   const out = (s: string) => process.stdout.write(`${s}\n`);
   const lines = textUi(out, args.verbose);
   const emit = json ? () => undefined : (e: RunEvent) => lines(e);

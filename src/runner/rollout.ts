@@ -19,6 +19,14 @@ import { gateTiming } from './timing.js';
 
 /** After Ctrl-C a running change gets this long to finish before it is ended on the host. */
 export const COMMAND_GRACE_MS = 1000;
+
+/** A signal that follows `signal` COMMAND_GRACE_MS later: a change in flight gets that long to finish after Ctrl-C. */
+export function graceSignal(signal: AbortSignal | undefined): { signal: AbortSignal; dispose(): void } {
+  const c = new AbortController();
+  const onAbort = () => setTimeout(() => c.abort(), COMMAND_GRACE_MS).unref();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  return { signal: c.signal, dispose: () => signal?.removeEventListener('abort', onAbort) };
+}
 /** Deadline for reading facts (the lock wait is not part of it: a held lock fails at once). */
 export const FACTS_TIMEOUT_MS = 60_000;
 
@@ -82,9 +90,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     if (opts.signal?.aborted) throw interrupted();
   };
   // Changes get a moment to finish after Ctrl-C; reads and waits stop at once.
-  const changeAbort = new AbortController();
-  const onAbort = () => setTimeout(() => changeAbort.abort(), COMMAND_GRACE_MS).unref();
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const grace = graceSignal(opts.signal);
   const signalOpt = opts.signal ? { signal: opts.signal } : {};
   // The auth_pass on each master is compared through a hash salted per run: neither the pass nor a reusable hash leaves the host.
   const authSalt = randomBytes(12).toString('hex');
@@ -321,7 +327,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     const onlyInterrupts = err instanceof InterruptedError || (err instanceof ManyErrors && err.errors.every((e) => e instanceof InterruptedError));
     error = opts.signal?.aborted && (!(err instanceof KhaError) || onlyInterrupts) ? interrupted() : err;
   } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
+    grace.dispose();
     await Promise.allSettled(all().map((s) => s.lock?.release()));
     await Promise.allSettled(remotes().map((r) => r.close()));
   }
@@ -341,7 +347,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
   };
 
   function applier(s: HostState): HostApplier {
-    return new HostApplier({ remote: s.remote!, emit, keepBackups: playbook.backups, signal: changeAbort.signal });
+    return new HostApplier({ remote: s.remote!, emit, keepBackups: playbook.backups, signal: grace.signal });
   }
 
   async function lockAndReadFacts(s: HostState): Promise<void> {
