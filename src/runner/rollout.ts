@@ -27,6 +27,7 @@ export function graceSignal(signal: AbortSignal | undefined): { signal: AbortSig
   signal?.addEventListener('abort', onAbort, { once: true });
   return { signal: c.signal, dispose: () => signal?.removeEventListener('abort', onAbort) };
 }
+
 /** Deadline for reading facts (the lock wait is not part of it: a held lock fails at once). */
 export const FACTS_TIMEOUT_MS = 60_000;
 
