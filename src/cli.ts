@@ -10,11 +10,10 @@ import { listrUi } from './report/listr-ui.js';
 import { recapText, summarize } from './report/recap.js';
 import { textUi } from './report/text-ui.js';
 import { runRollout } from './runner/rollout.js';
-import { runCheckCommand } from './commands/check-cli.js';
 import { commonOptions, connector, fail, readCredentials, selectHosts, type CommonArgs } from './commands/common.js';
-import { runStatusCommand } from './commands/status-cli.js';
-import { runVerifyCommand, type VerifyArgs } from './commands/verify-cli.js';
-import { removeOptions, runRemoveCommand, type RemoveArgs } from './commands/remove-cli.js';
+// The other commands' modules load only when they run: a deploy (the no-op rerun) starts faster.
+import type { VerifyArgs } from './commands/verify-cli.js';
+import type { RemoveArgs } from './commands/remove-cli.js';
 import type { HostSpec, RunEvent } from './types.js';
 
 export const EXIT_CODES_HELP = `Exit codes:
@@ -96,7 +95,12 @@ export async function main(argv: string[]): Promise<number> {
     .command(
       'remove',
       'undo kha-deploy: backups first, the VIP holder last; stop and disable the units, put back the configs found before the first deploy (or remove ours), remove the tmpfiles entry and kha-deploy\'s state. --purge also removes the packages. Idempotent',
-      (y) => removeOptions(y),
+      (y) =>
+        commonOptions(y).option('purge', {
+          type: 'boolean',
+          default: false,
+          describe: 'also remove the keepalived and haproxy packages (apt-get purge, dnf/yum remove); curl stays',
+        }),
       (a) => {
         cmd = { name: 'remove', args: a as unknown as RemoveArgs };
       },
@@ -128,11 +132,11 @@ export async function main(argv: string[]): Promise<number> {
     if (cmd.name === 'deploy' && (cmd.args.breakLock || cmd.args.gateTimeout !== undefined)) {
       return fail(new UsageError('--check changes nothing: it takes no --break-lock or --gate-timeout'), cmd.args.output === 'json');
     }
-    return runCheckCommand(cmd.args);
+    return (await import('./commands/check-cli.js')).runCheckCommand(cmd.args);
   }
-  if (cmd.name === 'status') return runStatusCommand(cmd.args);
-  if (cmd.name === 'verify') return runVerifyCommand(cmd.args);
-  if (cmd.name === 'remove') return runRemoveCommand(cmd.args);
+  if (cmd.name === 'status') return (await import('./commands/status-cli.js')).runStatusCommand(cmd.args);
+  if (cmd.name === 'verify') return (await import('./commands/verify-cli.js')).runVerifyCommand(cmd.args);
+  if (cmd.name === 'remove') return (await import('./commands/remove-cli.js')).runRemoveCommand(cmd.args);
   return deploy(cmd.args);
 }
 

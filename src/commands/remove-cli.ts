@@ -1,24 +1,14 @@
 // Thin I/O for `kha-deploy remove [--purge]`: load and select (exit 2 before any host), read the
 // credentials, run the removal under Ctrl-C handling with one progress line per event, then the
 // recap (text) or ONE JSON document on stdout (error text also on stderr).
-import type { Argv } from 'yargs';
 import { EXIT_HOST_FAILED, KhaError } from '../errors.js';
 import { loadPlaybook } from '../playbook.js';
 import { formatError } from '../report/format-error.js';
-import { commonOptions, connector, fail, loadTargets, withInterrupt, type CommonArgs, type Targets } from './common.js';
+import { connector, fail, loadTargets, withInterrupt, type CommonArgs, type Targets } from './common.js';
 import { removeEventLine, removeText, runRemove, type RemoveEvent, type RemoveReport } from './remove.js';
 
 export interface RemoveArgs extends CommonArgs {
   purge: boolean;
-}
-
-/** remove's options: the common ones and --purge. */
-export function removeOptions<T>(y: Argv<T>) {
-  return commonOptions(y).option('purge', {
-    type: 'boolean',
-    default: false,
-    describe: 'also remove the keepalived and haproxy packages (apt-get purge, dnf/yum remove); curl stays',
-  });
 }
 
 export async function runRemoveCommand(args: RemoveArgs): Promise<number> {
