@@ -11,7 +11,6 @@ import { hostExec, lab, requireLab, resetHosts, restartHost, startRpmRepo, stopR
 
 const names = lab.hosts.map((h) => h.name);
 const deployArgs = (...extra: string[]) => baseArgs(lab.inventoryPath, '--output', 'json', ...extra);
-const PKGS = ['keepalived', 'haproxy', 'curl'];
 
 async function sh(host: string, script: string): Promise<string> {
   const r = await hostExec(host, script);
