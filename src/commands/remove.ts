@@ -41,7 +41,7 @@ import { FactsParseError, STATE_DIR, factsScript, parseFacts } from '../facts.js
 import { interfacesHolding } from '../gates/observe.js';
 import { stepOf, type Playbook } from '../playbook.js';
 import { maskSecrets } from '../report/redact.js';
-import { FACTS_TIMEOUT_MS, graceSignal, toKhaError } from '../runner/rollout.js';
+import { FACTS_TIMEOUT_MS, graceSignal, runError, toKhaError } from '../runner/rollout.js';
 import { READY_MARK, lockRefusal, lockScript } from '../runner/lock.js';
 import { scriptTag, shellQuote } from '../shell.js';
 import type { ClusterSpec, HeldCommand, HostFacts, HostRecap, HostSpec, ManagedUnit, PackageManager, Remote, RunEvent, StepStatus } from '../types.js';
@@ -602,8 +602,7 @@ export async function runRemove(opts: RemoveOptions): Promise<RemoveResult> {
       emit({ type: 'remove-host-done', host: name, changed });
     }
   } catch (err) {
-    const onlyInterrupts = err instanceof InterruptedError || (err instanceof ManyErrors && err.errors.every((e) => e instanceof InterruptedError));
-    error = opts.signal?.aborted && (!(err instanceof KhaError) || onlyInterrupts) ? interrupted() : err;
+    error = runError(err, opts.signal, interrupted);
   } finally {
     grace.dispose();
     await Promise.allSettled(all().map((s) => s.lock?.release()));

@@ -28,6 +28,15 @@ export function graceSignal(signal: AbortSignal | undefined): { signal: AbortSig
   return { signal: c.signal, dispose: () => signal?.removeEventListener('abort', onAbort) };
 }
 
+/**
+ * The error a run ends with: after Ctrl-C a host failure is still reported as such; anything else
+ * (an aborted wait, interrupted commands only) is the interrupt.
+ */
+export function runError(err: unknown, signal: AbortSignal | undefined, interrupted: () => KhaError): unknown {
+  const onlyInterrupts = err instanceof InterruptedError || (err instanceof ManyErrors && err.errors.every((e) => e instanceof InterruptedError));
+  return signal?.aborted && (!(err instanceof KhaError) || onlyInterrupts) ? interrupted() : err;
+}
+
 /** Deadline for reading facts (the lock wait is not part of it: a held lock fails at once). */
 export const FACTS_TIMEOUT_MS = 60_000;
 
@@ -324,9 +333,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     emit({ type: 'phase', phase: 'done', message: 'final check: VIP placement and kubectl through the VIP on every master' });
     await gate('final', 'final-check', states.has(spec.primary) ? spec.primary : order[0]!, order, order);
   } catch (err) {
-    // After Ctrl-C a host failure is still reported as such; anything else (an aborted wait) is the interrupt.
-    const onlyInterrupts = err instanceof InterruptedError || (err instanceof ManyErrors && err.errors.every((e) => e instanceof InterruptedError));
-    error = opts.signal?.aborted && (!(err instanceof KhaError) || onlyInterrupts) ? interrupted() : err;
+    error = runError(err, opts.signal, interrupted);
   } finally {
     grace.dispose();
     await Promise.allSettled(all().map((s) => s.lock?.release()));

@@ -117,17 +117,10 @@ function openSocket(ctx: ConnectContext, timeoutMs: number): Promise<net.Socket>
 }
 
 /** One SSH hop to reach: a master, or a jump host in front of it. */
-interface Hop {
+/** One SSH login on the way to a master (the master itself, or a jump host). */
+interface Hop extends JumpHop {
   /** Inventory name of the master this is for (errors, events). */
   host: string;
-  address: string;
-  port: number;
-  user: string;
-  privateKeyFile?: string;
-  identitiesOnly?: boolean;
-  knownHostsFile: string;
-  extraKnownHostsFiles?: readonly string[];
-  acceptNewHostKeys: boolean;
   /** `user@address:port`, or `jump host user@address:port` for a jump host. */
   target: string;
   /** Set for a jump host: names it in host key errors. */
