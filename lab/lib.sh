@@ -520,3 +520,62 @@ write_inventories() {
   sed -e 's/(sudo user kha, key-only SSH)/(root login, key-only SSH)/' -e 's/^ansible_user=kha$/ansible_user=root/' \
     -e '/^ansible_become=true$/d' "$STATE_DIR/inventory.ini" >"$STATE_DIR/inventory-root.ini"
 }
+
+# The lab network is internal, and Docker then drops bridged packets to addresses outside the
+# subnet (DOCKER-ISOLATION-STAGE-1): VRRP's multicast to 224.0.0.18 among them. An ACCEPT in
+# DOCKER-USER lets host-to-host traffic through, but only while FORWARD jumps to DOCKER-USER
+# before the isolation chain: a dockerd 20.10 restarted with the lab network still in its store
+# puts the isolation jump first and never moves DOCKER-USER back (the CI split brains), so the
+# order is checked and repaired here, as dockerd itself arranges it when it creates a network.
+ensure_lab_forwarding() {
+  local bridge first
+  bridge=$(docker network inspect -f '{{index .Options "com.docker.network.bridge.name"}}' "$NETWORK" 2>/dev/null) || true
+  [[ -n "$bridge" ]] || die "the lab network $NETWORK does not exist (bash lab/up.sh creates it)"
+  if ! iptables -w 5 -C DOCKER-USER -i "$bridge" -o "$bridge" -j ACCEPT 2>/dev/null; then
+    iptables -w 5 -I DOCKER-USER -i "$bridge" -o "$bridge" -j ACCEPT || die "cannot allow VRRP multicast between lab hosts (iptables)"
+  fi
+  first=$(iptables -w 5 -S FORWARD | sed -n '/^-A /{p;q}')
+  if [[ "$first" != "-A FORWARD -j DOCKER-USER" ]]; then
+    log "FORWARD's first rule was '${first:-none}', not the jump to DOCKER-USER: moving that jump to the top"
+    iptables -w 5 -D FORWARD -j DOCKER-USER 2>/dev/null || true
+    iptables -w 5 -I FORWARD 1 -j DOCKER-USER || die "cannot put the DOCKER-USER jump first in FORWARD (iptables)"
+  fi
+}
+
+# vrrp_path_check FROM TO...: sends VRRP-protocol (IP 112) multicast to 224.0.0.18 from host FROM
+# and prints, per host TO, whether it arrived: what keepalived needs between masters. Exit 1 when
+# any TO heard nothing.
+VRRP_RECV='import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4s", socket.inet_aton("224.0.0.18"), socket.inet_aton(sys.argv[1])))
+s.settimeout(3)
+try:
+    while True:
+        data, addr = s.recvfrom(2048)
+        if data[20:28] == b"kha-diag":
+            print("received from", addr[0]); break
+except socket.timeout:
+    print("NOTHING received"); sys.exit(1)'
+VRRP_SEND='import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1]))
+for _ in range(10):
+    s.sendto(b"kha-diag", ("224.0.0.18", 0)); time.sleep(0.2)'
+vrrp_path_check() {
+  local from=$1 h rc=0 pids=() out
+  shift
+  out=$(mktemp -d)
+  for h in "$@"; do
+    timeout 10 docker exec "$(container_of "$h")" python3 -c "$VRRP_RECV" "${HOST_IP[$h]}" >"$out/$h" 2>&1 &
+    pids+=($!)
+  done
+  sleep 0.4
+  timeout 10 docker exec "$(container_of "$from")" python3 -c "$VRRP_SEND" "${HOST_IP[$from]}" >/dev/null 2>&1 &
+  local sender=$!
+  for i in "${!pids[@]}"; do wait "${pids[$i]}" || rc=1; done
+  kill "$sender" 2>/dev/null; wait "$sender" 2>/dev/null
+  for h in "$@"; do echo "$from -> $h: $(tr '\n' ' ' <"$out/$h")"; done
+  rm -rf "$out"
+  return "$rc"
+}

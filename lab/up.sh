@@ -17,12 +17,14 @@
 #                     by the lab key, no apiserver, not a master. Without --bastion it is removed.
 #                     With --fresh and no HOST named, recreated too.
 #     --wait          only wait until HOSTs are booted and rewrite known_hosts (no build, no start)
+#     --net           only make sure VRRP multicast passes between the running hosts: repair the
+#                     Docker host's forwarding rules, then send and receive it (exit 1 when it does not pass)
 #   Env: LAB_APT_PROXY=none  no apt-cacher-ng; hosts then have no way to Debian's archive.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lab_lock
 
-fresh=0 wait_only=0 mode=vip names=() rpm_hosts=() bastion=0
+fresh=0 wait_only=0 net_only=0 mode=vip names=() rpm_hosts=() bastion=0
 [[ "${LAB_CERT_NO_VIP:-0}" == 1 ]] && mode=novip
 while (($#)); do
   case "$1" in
@@ -30,6 +32,7 @@ while (($#)); do
     --no-vip-cert) mode=novip ;;
     --vip-cert) mode=vip ;;
     --wait) wait_only=1 ;;
+    --net) net_only=1 ;;
     --rpm)
       shift
       case "${1:-}" in
@@ -38,7 +41,7 @@ while (($#)); do
         *) die "--rpm takes a host (${HOSTS[*]}) or all, not: ${1:-nothing}" ;;
       esac ;;
     --bastion) bastion=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     master[1-3]) names+=("$1") ;;
     *) die "unknown argument: $1 (hosts are ${HOSTS[*]})" ;;
   esac
@@ -47,7 +50,13 @@ done
 named=${#names[@]}
 ((named)) || names=("${HOSTS[@]}")
 
+if ((net_only)); then
+  ensure_lab_forwarding
+  vrrp_path_check master1 master2 master3 >&2 || die "VRRP multicast does not pass between the lab hosts: bash lab/diagnose.sh shows the Docker host's filter rules"
+  exit 0
+fi
 if ((wait_only)); then
+  ensure_lab_forwarding
   wait_hosts "${names[@]}" $( ((bastion)) && echo "$BASTION") || die "hosts did not boot: ${names[*]}"
   write_known_hosts
   exit 0
@@ -116,12 +125,7 @@ elif docker inspect "$repo" >/dev/null 2>&1; then
 fi
 log "starting ${names[*]}"
 dc up -d --no-deps "${names[@]}" 2>&1 | grep -v -e 'is up-to-date' -e '^$' | sed 's/^/  [compose] /' >&2 || true
-# The lab network is internal, and Docker then drops bridged packets to addresses outside the
-# subnet: VRRP's multicast to 224.0.0.18 among them. DOCKER-USER runs first: let host-to-host through.
-bridge=$(docker network inspect -f '{{index .Options "com.docker.network.bridge.name"}}' "$NETWORK")
-if [[ -n "$bridge" ]] && ! iptables -C DOCKER-USER -i "$bridge" -o "$bridge" -j ACCEPT 2>/dev/null; then
-  iptables -I DOCKER-USER -i "$bridge" -o "$bridge" -j ACCEPT || die "cannot allow VRRP multicast between lab hosts (iptables)"
-fi
+ensure_lab_forwarding
 for h in "${names[@]}"; do
   [[ "$(host_state "$h")" == running ]] || die "$h is not running after compose up (state: $(host_state "$h"))"
 done
@@ -145,6 +149,7 @@ log "waiting for ${booting[*]} to boot"
 wait_hosts "${booting[@]}" || die "hosts did not boot"
 write_known_hosts
 write_inventories
+vrrp_path_check master1 master2 master3 >&2 || die "VRRP multicast does not pass between the lab hosts: bash lab/diagnose.sh shows the Docker host's filter rules"
 log "lab up: ${HOSTS[*]} = ${HOST_IP[master1]} ${HOST_IP[master2]} ${HOST_IP[master3]}, VIP $VIP (held by nobody until kha-deploy runs)"
 ((bastion == 0)) || log "jump host: $BASTION $BASTION_IP (user kha, the lab key; not in the inventories)"
 ((${#rpm_hosts[@]} == 0)) || log "RPM-family hosts (dnf + rpm): ${rpm_hosts[*]}; their repository: http://$RPM_REPO_IP:$RPM_REPO_PORT/ ($repo)"

@@ -216,6 +216,10 @@ export async function requireLab(): Promise<void> {
       .join('; ');
     throw new Error(`THE LAB IS NOT UP (${why}); ${hint}`);
   }
+  // Every file starts on a network where VRRP multicast passes (lab/up.sh repairs Docker's rule
+  // order): a lab that drops it fails here, at once, not in every gate after 90 s.
+  const net = await run('bash', [join(ROOT, 'lab', 'up.sh'), '--net'], { timeoutMs: 60_000 });
+  if (net.code !== 0) throw new Error(`THE LAB'S NETWORK DROPS VRRP MULTICAST between the hosts (lab/up.sh --net, exit ${net.code}):\n${net.stderr.trim()}`);
 }
 
 // ---------------------------------------------------------------------------------------------
