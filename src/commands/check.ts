@@ -3,13 +3,14 @@
 // managed files whose hash differs (one read-only command per master, only when one differs), and
 // releases the lock. The pure part turns plans and file contents into the report, its text and exit code.
 import { createTwoFilesPatch } from 'diff';
+import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { HostStepError, KhaError, ManyErrors } from '../errors.js';
 import { FactsParseError } from '../facts.js';
 import type { Playbook } from '../playbook.js';
 import { maskSecrets } from '../report/redact.js';
-import { changeOrder } from '../plan-order.js';
-import { FACTS_TIMEOUT_MS, lockAndPlan, toKhaError } from '../runner/rollout.js';
+import { changeOrder, type ChangeOrder } from '../plan-order.js';
+import { FACTS_TIMEOUT_MS, authHash, lockAndPlan, toKhaError } from '../runner/rollout.js';
 import { shellQuote, scriptTag } from '../shell.js';
 import type { ClusterSpec, HostFacts, HostPlan, HostSpec, Remote, RunContext } from '../types.js';
 
@@ -23,6 +24,12 @@ export interface HostCheckInput {
   current: Record<string, string | null>;
   /** The facts the plan came from: the change order depends on who holds the VIP (src/plan-order.ts). */
   facts?: HostFacts;
+  /**
+   * The keepalived.conf on the host has another vrrp_auth_pass than the inventory's: a managed instance
+   * move, as deploy plans it. Compared as deploy does, through a hash salted per run computed on the host
+   * (neither the pass nor a reusable hash leaves it); see authDiffers().
+   */
+  authDiffers?: boolean;
 }
 
 export interface FileChange {
@@ -77,8 +84,9 @@ export function fileDiff(path: string, before: string | null, after: string): st
 export function checkReport(spec: ClusterSpec, inputs: readonly HostCheckInput[]): CheckReport {
   const byName = new Map(inputs.map((i) => [i.host, i]));
   const hosts = spec.order.filter((n) => byName.has(n)).map((n) => hostReport(spec, byName.get(n)!));
+  const order = changeOrder(spec, inputs.map((i) => ({ name: i.host, facts: i.facts, plan: i.plan, authDiffers: i.authDiffers === true })));
+  for (const h of hosts) stoppedFirst(h, order, byName.get(h.host)!);
   const converged = hosts.every((h) => h.converged);
-  const order = changeOrder(spec, inputs.map((i) => ({ name: i.host, facts: i.facts, plan: i.plan })));
   return {
     ok: true,
     exitCode: converged ? 0 : EXIT_CHANGES_PENDING,
@@ -117,6 +125,33 @@ function hostReport(spec: ClusterSpec, input: HostCheckInput): HostCheckReport {
     }
   }
   return r;
+}
+
+/**
+ * keepalived's unit lines as deploy runs them where the order stops keepalived before the change
+ * (src/runner/rollout.ts): a managed instance move (stopped, then started only after the holder's
+ * change) or the holder's own instance recreated (stopped, the VIP moves away, then started).
+ */
+function stoppedFirst(r: HostCheckReport, order: ChangeOrder, input: HostCheckInput): void {
+  const step = order.steps.find((st) => st.host === r.host && st.changes);
+  const active = input.facts?.units.keepalived.active;
+  if (!step) return;
+  const isKeepalivedStart = (u: string) => /^keepalived: (enable-start|reload|restart)$/.test(u);
+  if (step.keepalivedStopped && active !== undefined && active !== 'inactive' && active !== '') {
+    const move = order.instanceMove?.changes.join(', ') ?? 'the VRRP instance changes';
+    r.units = [
+      `keepalived: stop before the change (VRRP instance move: ${move})`,
+      ...r.units.filter((u) => !isKeepalivedStart(u)),
+      `keepalived: enable-start after ${order.holder}'s change (joins the new instance with the others)`,
+    ];
+  } else if (step.moveAwayFirst && active === 'active') {
+    r.units = [
+      `keepalived: stop before the change (its instance is recreated; the VIP moves to ${step.moveAwayFirst.to} first)`,
+      ...r.units.filter((u) => !isKeepalivedStart(u)),
+      'keepalived: enable-start (takes the VIP back)',
+    ];
+  } else return;
+  r.converged = false;
 }
 
 /** The exit code of check: 0 converged, 3 changes pending. */
@@ -195,18 +230,29 @@ export function parseReadFiles(host: string, stdout: string): Record<string, str
 
 export type CheckOptions = RunContext;
 
+/**
+ * Whether a host's keepalived.conf has another auth_pass than `expected` (authHash(salt, the inventory's
+ * pass)), from the salted hash the host printed: the same test deploy makes (src/runner/rollout.ts), so
+ * check plans the same instance move. No hash, or no keepalived.conf in the facts: not a difference.
+ */
+export function authDiffers(hostHash: string | undefined, facts: HostFacts, expected: string): boolean {
+  return hostHash !== undefined && facts.keepalivedConf !== undefined && hostHash !== expected;
+}
+
 /** Connect, lock + facts, plan, read differing files, release. Never prints; throws KhaError/ManyErrors naming the hosts. */
 export async function gatherCheck(opts: CheckOptions): Promise<HostCheckInput[]> {
   const { spec, playbook } = opts;
   const order = spec.order.filter((n) => opts.hosts.some((h) => h.name === n));
   const hosts = order.map((n) => opts.hosts.find((h) => h.name === n)!);
+  // As deploy: the auth_pass on each master is compared through a hash salted per run.
+  const authSalt = randomBytes(12).toString('hex');
   opts.emit({ type: 'phase', phase: 'connect', message: `connecting to ${order.join(', ')}` });
   const results = await Promise.allSettled(
     hosts.map(async (h) => {
       let remote: Remote | undefined;
       try {
         remote = await opts.connect(h);
-        return await checkHost(h, remote, spec, playbook, opts.signal);
+        return await checkHost(h, remote, spec, playbook, authSalt, opts.signal);
       } catch (err) {
         throw toKhaError(h.name, 'check', err);
       } finally {
@@ -219,11 +265,12 @@ export async function gatherCheck(opts: CheckOptions): Promise<HostCheckInput[]>
   return results.map((r) => (r as PromiseFulfilledResult<HostCheckInput>).value);
 }
 
-async function checkHost(h: HostSpec, remote: Remote, spec: ClusterSpec, playbook: Playbook, signal?: AbortSignal): Promise<HostCheckInput> {
+async function checkHost(h: HostSpec, remote: Remote, spec: ClusterSpec, playbook: Playbook, authSalt: string, signal?: AbortSignal): Promise<HostCheckInput> {
   const name = h.name;
-  const { held, facts, plan } = await lockAndPlan(remote, h, spec, playbook, {
+  const { held, facts, plan, authHash: hostAuth } = await lockAndPlan(remote, h, spec, playbook, {
     owner: `kha-deploy check pid ${process.pid} by ${userInfo().username}@${hostname()}`,
     preflight: false,
+    authSalt,
     lockedHint: 'wait for the other run to finish, then check again (check never breaks a lock)',
     ...(signal ? { signal } : {}),
   });
@@ -235,7 +282,7 @@ async function checkHost(h: HostSpec, remote: Remote, spec: ClusterSpec, playboo
       if (res.code !== 0) throw new HostStepError(name, 'check', `reading the managed files failed (exit ${res.code})`, { seen: res.stderr.trim(), hint: 'check needs base64 (coreutils) on the host' });
       current = parseReadFiles(name, res.stdout);
     }
-    return { host: name, plan, current, facts };
+    return { host: name, plan, current, facts, authDiffers: authDiffers(hostAuth, facts, authHash(authSalt, spec.vrrpAuthPass)) };
   } finally {
     await held.release();
   }

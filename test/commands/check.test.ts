@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EXIT_CHANGES_PENDING, checkExitCode, checkReport, checkText, fileDiff, parseReadFiles, readFilesScript } from '../../src/commands/check.js';
-import type { ClusterSpec, HostPlan, PlannedStep } from '../../src/types.js';
+import { EXIT_CHANGES_PENDING, authDiffers, checkExitCode, checkReport, checkText, fileDiff, gatherCheck, parseReadFiles, readFilesScript, type CheckReport } from '../../src/commands/check.js';
+import { runRollout } from '../../src/runner/rollout.js';
+import type { ClusterSpec, HostFacts, HostPlan, HostSpec, PlannedStep, Remote } from '../../src/types.js';
+import { cluster } from '../fixtures/facts/cluster.js';
+import { FakeCluster, fastPlaybook } from '../helpers/fake-host.js';
 
 const spec = { file: 'inv.ini', primary: 'm1', vip: '10.0.0.100', order: ['m1', 'm2', 'm3'] } as unknown as ClusterSpec;
 const step = (id: string, ops: PlannedStep['ops'] = [], reason = ''): PlannedStep => ({ id, title: id, ops, timeoutMs: 1000, reason });
@@ -95,5 +98,101 @@ describe('check: reading the files that differ', () => {
     const out = `motd\n@@KHA-FILE + /etc/a b\n${b64}\n@@KHA-FILE - /etc/c\n@@KHA-FILE end\n`;
     assert.deepEqual(parseReadFiles('m1', out), { '/etc/a b': 'x\ny', '/etc/c': null });
     assert.throws(() => parseReadFiles('m1', '@@KHA-FILE + /etc/a\n'), /truncated/);
+  });
+});
+
+describe('check: a changed vrrp_auth_pass is the managed instance move deploy plans (in-memory masters)', () => {
+  const OLD_PASS = 's3cr3tpw'; // cluster()'s
+  const NEW_PASS = 'n3wpass';
+
+  /** fc.connect, answering check's read-files command from the fake host's files (the fake knows no `check` command); every script sent is kept. */
+  function checkConnect(fc: FakeCluster, scripts: string[]) {
+    return async (h: HostSpec): Promise<Remote> => {
+      const r = await fc.connect(h);
+      return {
+        host: r.host,
+        get commandCount() {
+          return r.commandCount;
+        },
+        hold: (script, marker, opts) => (scripts.push(script), r.hold(script, marker, opts)),
+        close: () => r.close(),
+        run: async (script, opts) => {
+          scripts.push(script);
+          if (!script.startsWith('# kha-deploy check read-files')) return r.run(script, opts);
+          const paths = /^for kha_f in (.*); do$/m.exec(script)![1]!.split(/\s+/).map((p) => p.replace(/^'|'$/g, ''));
+          const files = fc.host(h.name).files;
+          const out = paths.map((p) => (files.has(p) ? `@@KHA-FILE + ${p}\n${Buffer.from(files.get(p)!).toString('base64')}\n` : `@@KHA-FILE - ${p}\n`));
+          return { code: 0, signal: null, stdout: `${out.join('')}@@KHA-FILE end\n`, stderr: '' };
+        },
+      };
+    };
+  }
+
+  async function check(fc: FakeCluster, spec: ClusterSpec): Promise<{ report: CheckReport; text: string; scripts: string[] }> {
+    const scripts: string[] = [];
+    const inputs = await gatherCheck({ spec, playbook: fc.playbook, hosts: spec.hosts, connect: checkConnect(fc, scripts), emit: () => {} });
+    fc.assertNoSurprises();
+    const report = checkReport(spec, inputs);
+    return { report, text: checkText(report), scripts };
+  }
+
+  /** A converged cluster whose model keeps VRRP instances apart (masters with another auth pass do not hear each other). */
+  function running(): FakeCluster {
+    const fc = new FakeCluster(cluster(), fastPlaybook({ timeoutSeconds: 0.5 })).converge();
+    fc.vrrpHoldOnTie = true;
+    fc.vrrpInstances = true;
+    assert.deepEqual(fc.vipHolders(), ['master1']);
+    return fc;
+  }
+
+  it('the order and its reason are those deploy follows: master2, master3 with keepalived stopped, master1 last; the pass never shown', async () => {
+    const fc = running();
+    const spec = { ...fc.spec, vrrpAuthPass: NEW_PASS };
+    const { report, text, scripts } = await check(fc, spec);
+    assert.equal(report.exitCode, EXIT_CHANGES_PENDING);
+    assert.deepEqual(report.changeOrder, ['master2', 'master3', 'master1']);
+    assert.match(report.changeOrderReason, /^the VRRP instance changes \(vrrp_auth_pass \(value hidden\)\): a managed move\. master2, master3 first, each with keepalived stopped \(the VIP stays on master1\), master1 last/);
+    assert.match(text, /^order: the VRRP instance changes \(vrrp_auth_pass \(value hidden\)\): a managed move/m);
+    // Per master, keepalived as deploy runs it: the non-holders stopped first and started after master1's reload.
+    const units = Object.fromEntries(report.hosts.map((h) => [h.host, h.units]));
+    for (const h of ['master2', 'master3']) {
+      assert.equal(units[h]![0], 'keepalived: stop before the change (VRRP instance move: vrrp_auth_pass (value hidden))', `${h}: ${units[h]!.join('; ')}`);
+      assert.equal(units[h]!.at(-1), "keepalived: enable-start after master1's change (joins the new instance with the others)");
+      assert.ok(!units[h]!.includes('keepalived: reload'), units[h]!.join('; '));
+    }
+    assert.deepEqual(units.master1, ['keepalived: reload']);
+    // The salted probe went out in the lock command; neither pass appears in anything check printed or sent.
+    assert.ok(scripts.some((s) => s.includes('# kha-deploy preflight vrrp-auth ')), 'the auth probe rode in the lock command');
+    for (const secret of [OLD_PASS, NEW_PASS]) {
+      assert.ok(!text.includes(secret), `${secret} in the text`);
+      assert.ok(!JSON.stringify(report).includes(secret), `${secret} in the JSON report`);
+      assert.ok(!scripts.some((s) => s.includes(secret)), `${secret} sent to a host`);
+    }
+    assert.match(text, /only secret values differ/);
+
+    // What deploy prints for the same change: the same order and reason.
+    let phase = '';
+    const r = await runRollout({ spec, playbook: fc.playbook, hosts: spec.hosts, connect: fc.connect, emit: (e) => void (e.type === 'phase' && e.phase === 'rollout' && (phase = e.message)) });
+    assert.equal(r.error, undefined, String(r.error));
+    assert.equal(phase, `rolling out in order ${report.changeOrder.join(' → ')} (${report.changeOrderReason})`);
+    // And once deployed, check finds nothing to do.
+    const again = await check(fc, spec);
+    assert.equal(again.report.exitCode, 0, again.text);
+  });
+
+  it('the same pass: no instance move (the control: a haproxy-only change keeps the plain running order)', async () => {
+    const fc = running();
+    const { report } = await check(fc, { ...fc.spec, haproxyBalance: 'leastconn' });
+    assert.deepEqual(report.changeOrder, ['master2', 'master3', 'master1']);
+    assert.doesNotMatch(report.changeOrderReason, /managed move|vrrp_auth_pass/);
+    assert.match(report.changeOrderReason, /^master1 holds the VIP: the other masters first, master1 last$/);
+  });
+
+  it('authDiffers: a differing hash counts only when the host printed one and has a keepalived.conf', () => {
+    const facts = { keepalivedConf: { priority: 150 } } as unknown as HostFacts;
+    assert.equal(authDiffers('a'.repeat(64), facts, 'b'.repeat(64)), true);
+    assert.equal(authDiffers('b'.repeat(64), facts, 'b'.repeat(64)), false);
+    assert.equal(authDiffers(undefined, facts, 'b'.repeat(64)), false);
+    assert.equal(authDiffers('a'.repeat(64), {} as HostFacts, 'b'.repeat(64)), false);
   });
 });
