@@ -48,6 +48,13 @@ export interface OrderStep {
    * confirm it there, then change this master and start keepalived; it takes the VIP back by preemption.
    */
   moveAwayFirst?: { to: string };
+  /**
+   * The holder keeps answering for the VIP while its instance is recreated: a second, wider copy of the
+   * address (VIP/31, /127) survives the reload that deletes the old instance's VIP/32, and goes as soon as
+   * the new instance holds the VIP again (a few ms of gap instead of the master-down interval). Only when
+   * the holder stays the VIP's owner (it is the primary) and the VIP itself does not change.
+   */
+  holdVip?: boolean;
 }
 
 /** What a managed instance move changes, and how. */
@@ -246,9 +253,9 @@ export function instanceChanges(spec: ClusterSpec, hosts: readonly OrderHost[]):
  *      then at once keepalived started on the others: the new instance forms everywhere at the same
  *      time, all BACKUP, and the highest priority takes the VIP after its master-down interval
  *      (3 × advert_int + skew). The gate waits until the VIP is on the primary only.
- * One VIP handover (or a drop and a return to the same master), never two holders. The API is
- * unreachable through the VIP for about the master-down interval: VRRP gives the new instance no way
- * to take over sooner without risking two holders.
+ * One VIP handover (or a drop and a return to the same master), never two holders. Where the holder
+ * stays the owner (holdVip) it keeps answering for the VIP through the reload; otherwise the API is
+ * unreachable through the VIP for about the master-down interval.
  */
 export function instanceMoveOrder(hosts: readonly OrderHost[], names: readonly string[], holder: string, primary: string, preempt: boolean, primaryIn: boolean, oldVip?: string): OrderStep[] {
   const byName = new Map(hosts.map((h) => [h.name, h]));
@@ -263,7 +270,8 @@ export function instanceMoveOrder(hosts: readonly OrderHost[], names: readonly s
     ...(stopped.includes(n) ? { keepalivedStopped: true } : {}),
     ...(oldVip ? { gateVip: oldVip } : {}),
   }));
-  steps.push({ host: holder, changes: true, expectHolder: preempt && primaryIn ? primary : undefined, moves: preempt && primary !== holder, startAfter: stopped });
+  const stays = preempt && primaryIn && primary === holder && oldVip === undefined;
+  steps.push({ host: holder, changes: true, expectHolder: preempt && primaryIn ? primary : undefined, moves: preempt && primary !== holder, startAfter: stopped, ...(stays ? { holdVip: true } : {}) });
   return steps;
 }
 

@@ -137,5 +137,17 @@ describe('managed VRRP instance moves (issue 9)', () => {
     assert.match(o.reason, /managed move\. master2, master3 first, each with keepalived stopped/);
     const limited = changeOrder(spec, planned(fc, spec).filter((h) => h.name !== 'master3'));
     assert.match(limited.refusal ?? '', /left out by --limit \(master3\)/);
+    assert.equal(o.steps.at(-1)!.holdVip, undefined, 'a vip change: nothing to keep answering for');
+  });
+  it('the holder keeps answering for the VIP through its reload only when it stays the owner of the same VIP', () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook()).converge();
+    const vrid = { ...fc.spec, virtualRouterId: 52 };
+    assert.equal(changeOrder(vrid, planned(fc, vrid)).steps.at(-1)!.holdVip, true);
+    const newPrimary = withPriorities(vrid, { master1: 140, master2: 150 });
+    const moved = changeOrder(newPrimary, planned(fc, newPrimary));
+    assert.equal(moved.steps.at(-1)!.host, 'master1');
+    assert.equal(moved.steps.at(-1)!.holdVip, undefined, 'the VIP goes to master2: master1 must not answer for it');
+    const noPreempt = { ...vrid, vrrpPreempt: false };
+    assert.equal(changeOrder(noPreempt, planned(fc, noPreempt)).steps.at(-1)!.holdVip, undefined);
   });
 });

@@ -8,6 +8,8 @@ import { FactsParseError, factsScript, parseFacts } from '../facts.js';
 import { preflightReadyz, readyzProbeScript } from '../gates/preflight.js';
 import { preflightSubnet } from '../gates/subnet.js';
 import { preflightVipOwner, vipOwnerProbeScript } from '../gates/vip-owner.js';
+import { masterAddresses, preflightVrid, vridListenScript } from '../gates/vrid-in-use.js';
+import { HOLD_UNIT, holdVipScript, releaseVipScript } from '../vip-hold.js';
 import { waitForGate } from '../gates/wait.js';
 import { planHost, vipInterface } from '../plan.js';
 import { changeOrder, type OrderStep } from '../plan-order.js';
@@ -216,6 +218,14 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     try {
       preflightSubnet({ vip: spec.vip, hosts: all().map((s) => ({ name: s.spec.name, iface: vipInterface(s.spec, s.facts!), interfaces: s.facts!.interfaces })) });
       preflightVipOwner({ spec, answers: all().map((s) => ({ spec: s.spec, output: s.lock!.output })), emit });
+      preflightVrid({
+        vrid: spec.virtualRouterId,
+        vip: spec.vip,
+        unicast: spec.vrrpUnicast === true,
+        answers: all().map((s) => ({ host: s.spec.name, output: s.lock!.output })),
+        masterAddrs: masterAddresses(all().map((s) => s.facts!)),
+        emit,
+      });
     } catch (err) {
       if (err instanceof ManyErrors) for (const e of err.errors) if (e instanceof HostStepError) markFailure(states.get(e.host), e);
       throw err;
@@ -299,24 +309,31 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       for (const message of plan.warnings) emit({ type: 'warning', host: name, message });
       const hostApplier = applier(s);
       let changed = stoppedHere;
-      for (const st of plan.steps) {
-        if (st.id === 'packages' && pkgsDone) continue;
-        checkAbort();
-        changed = (await record(s, () => hostApplier.step(st))) === 'changed' || changed;
-      }
-      if (step.startAfter && step.startAfter.length > 0) {
-        // The holder has left the old instance (its reload deleted it, and the VIP with it): the others join the new one now, together.
-        const starting = step.startAfter.filter((n) => deferredStart.has(n));
-        await settleAll(
-          starting.map(async (n) => {
-            const t = states.get(n)!;
-            await record(t, () => applier(t).step(unitsStep('units', 'start keepalived on the new VRRP instance', [deferredStart.get(n)!], unitsTimeoutMs, `${co.holder} left the old instance`)));
-            deferredStart.delete(n);
-          }),
-          (i, err) => toKhaError(starting[i]!, 'units', err),
-          'keepalived did not start on the new VRRP instance everywhere',
-        );
-        changed = true;
+      const held = step.holdVip === true && (s.facts?.vipOn.length ?? 0) > 0 ? await holdVip(s) : undefined;
+      let stepDone = false;
+      try {
+        for (const st of plan.steps) {
+          if (st.id === 'packages' && pkgsDone) continue;
+          checkAbort();
+          changed = (await record(s, () => hostApplier.step(st))) === 'changed' || changed;
+        }
+        if (step.startAfter && step.startAfter.length > 0) {
+          // The holder has left the old instance (its reload deleted it, and the VIP with it): the others join the new one now, together.
+          const starting = step.startAfter.filter((n) => deferredStart.has(n));
+          await settleAll(
+            starting.map(async (n) => {
+              const t = states.get(n)!;
+              await record(t, () => applier(t).step(unitsStep('units', 'start keepalived on the new VRRP instance', [deferredStart.get(n)!], unitsTimeoutMs, `${co.holder} left the old instance`)));
+              deferredStart.delete(n);
+            }),
+            (i, err) => toKhaError(starting[i]!, 'units', err),
+            'keepalived did not start on the new VRRP instance everywhere',
+          );
+          changed = true;
+        }
+        stepDone = true;
+      } finally {
+        if (held) await releaseVip(s, held, !stepDone);
       }
       if (changed) {
         // A master whose keepalived waits for the instance move cannot take over yet: not checked for it.
@@ -354,6 +371,21 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     ...(error === undefined ? {} : { error }),
   };
 
+  /** Keeps the holder answering for the VIP through the reload that recreates its instance (src/vip-hold.ts); undefined: no hold. */
+  async function holdVip(s: HostState): Promise<string | undefined> {
+    const iface = vipInterface(s.spec, s.facts!);
+    const r = await s.remote!.run(holdVipScript(spec.vip, iface, 3 * spec.advertInt + 30), { label: `hold ${spec.vip} through the instance move`, timeoutMs: 15_000, ...signalOpt }).catch((err: unknown) => ({ code: -1, stdout: '', stderr: String(err) }));
+    if (r.code === 0) return iface;
+    emit({ type: 'warning', host: s.spec.name, message: `could not keep ${spec.vip} answered during the instance move (${r.stderr.trim().split('\n').at(-1) ?? `exit ${r.code}`}): the VIP is unreachable for about the master-down interval` });
+    return undefined;
+  }
+
+  /** Waits until the new instance holds the VIP (not after a failure), then removes the holding copy. */
+  async function releaseVip(s: HostState, iface: string, failed: boolean): Promise<void> {
+    const r = await s.remote!.run(releaseVipScript(spec.vip, iface, failed ? 0 : 3 * spec.advertInt + 3), { label: `release the hold of ${spec.vip}`, timeoutMs: 30_000 }).catch((err: unknown) => ({ code: -1, stdout: '', stderr: String(err) }));
+    if (!r.stdout.includes('@@KHA-VIPHOLD back') && !failed) emit({ type: 'warning', host: s.spec.name, message: `the new VRRP instance did not take ${spec.vip} within ${3 * spec.advertInt + 3} s; the holding copy is removed (${HOLD_UNIT}.timer would have removed it anyway)` });
+  }
+
   function applier(s: HostState): HostApplier {
     return new HostApplier({ remote: s.remote!, emit, keepBackups: playbook.backups, signal: grace.signal });
   }
@@ -364,6 +396,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       breakLock: opts.breakLock === true,
       preflight: spec.haproxyHealthCheck === 'readyz',
       vipOwner: true,
+      vridListen: spec.family === 4,
       authSalt,
       lockedHint: 'wait for the other run to finish: its lock goes away when it ends, dies or stops sending heartbeats (30 s). If you know it is gone, rerun with --break-lock',
       ...signalOpt,
@@ -392,6 +425,7 @@ export async function lockAndPlan(
     lockedHint: string;
     signal?: AbortSignal;
     /** Also ask who answers for the VIP (the network preflight). */ vipOwner?: boolean;
+    /** Also listen for VRRP adverts on our VRID where our keepalived does not run it yet (the network preflight). */ vridListen?: boolean;
     /** Also report the salted hash of keepalived.conf's auth_pass (an instance move when it differs). */ authSalt?: string;
   },
 ): Promise<{ held: HeldCommand; facts: HostFacts; plan: HostPlan; brokenOwner?: string; authHash?: string }> {
@@ -401,12 +435,13 @@ export async function lockAndPlan(
   const probes = [
     ...(o.preflight ? [readyzProbeScript(host.address, spec.apiserverPort)] : []),
     ...(o.vipOwner ? [vipOwnerProbeScript(spec.vip, spec.vipPort)] : []),
+    ...(o.vridListen ? [vridListenScript({ vrid: spec.virtualRouterId, advertInt: spec.advertInt, keepalivedConf: playbook.files.keepalived.path })] : []),
     ...(o.authSalt ? [authProbeScript(playbook.files.keepalived.path, o.authSalt)] : []),
   ];
   const inner = probes.length > 0
     ? [
         'kha_pt=$(mktemp 2>/dev/null) || kha_pt=/tmp/kha-deploy-preflight.$$',
-        `{\n${probes.join('\n')}\n} >"$kha_pt" 2>/dev/null </dev/null &`,
+        `{\n${probes.join('\n')}\nwait\n} >"$kha_pt" 2>/dev/null </dev/null &`,
         'kha_pp=$!',
         facts,
         'wait "$kha_pp" || :',

@@ -69,12 +69,13 @@ async function apiserverCase(mode: 'unready' | 'hung'): Promise<FailoverMeasurem
 
 /**
  * While the VIP moves back, only the one request in flight at that instant may fail, and only by a
- * reset: its connection was made to the interim holder's haproxy, which the VIP no longer reaches
+ * reset (or, mid-handshake, an EOF): its connection was made to the interim holder's haproxy, which the VIP no longer reaches
  * (no connection state is shared between masters). Anything else (a refusal, a timeout, two) fails.
  */
 function assertFailbackClean(m: FailoverMeasurement, why: string): void {
   const kinds = Object.keys(m.failback.reasons);
-  assert.ok(m.failback.failed <= 1 && kinds.every((k) => k === 'ECONNRESET'), `requests failed while the VIP came back\n${why}`);
+  // A reset seen mid-TLS-handshake is reported as an EOF by the probe's TLS client (seen in CI).
+  assert.ok(m.failback.failed <= 1 && kinds.every((k) => k === 'ECONNRESET' || k === 'tls-SSLEOFError'), `requests failed while the VIP came back\n${why}`);
 }
 
 describe('failover on the lab, measured', { concurrency: false }, () => {
