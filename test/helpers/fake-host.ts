@@ -34,7 +34,7 @@ const BACKUP_INFIX = '.kha-backup-';
 const ORIGINAL = '.kha-original';
 const ORIGINAL_ABSENT = '.kha-original-absent';
 const TMPFILES_DIRS = ['/etc/tmpfiles.d', '/run/tmpfiles.d', '/usr/lib/tmpfiles.d'];
-export const KNOWN_KINDS = ['lock', 'facts', 'packages', 'rundir', 'write', 'service', 'rollback', 'observe', 'journal', 'neighbour', 'kill', 'preflight', 'remove'] as const;
+export const KNOWN_KINDS = ['lock', 'facts', 'packages', 'rundir', 'write', 'service', 'rollback', 'observe', 'journal', 'neighbour', 'kill', 'preflight', 'remove', 'vip-hold'] as const;
 export type CommandKind = (typeof KNOWN_KINDS)[number];
 
 export const SERVER_VERSION = 'v1.29.3';
@@ -431,6 +431,12 @@ export class FakeHost {
       }
       case 'neighbour':
         return ok(this.neighbour ? this.neighbour + '\n' : '');
+      case 'vip-hold': {
+        // src/vip-hold.ts: the holding copy itself is not modelled; a release reports whether this host holds the VIP again.
+        this.vipHolds.push(c.args[0] ?? '');
+        if (c.args[0] !== 'release') return ok('');
+        return ok(`@@KHA-VIPHOLD ${this.cluster.placement().some((p) => p.host === this.name) ? 'back' : 'not-back'}\n`);
+      }
       case 'kill':
         return ok('');
       case 'remove':
@@ -761,7 +767,21 @@ export class FakeHost {
     const readyz = c.script.includes('# kha-deploy preflight readyz') ? `@@KHA-READYZ code=${this.readyz} tool=curl\n` : '';
     // kha-deploy remove reads its own facts in the same locked command.
     const removal = c.script.includes('# kha-deploy remove facts') ? this.removalFactsText() : '';
-    return { output: this.factsText() + readyz + this.vipOwnerText(c) + this.authText(c) + removal };
+    return { output: this.factsText() + readyz + this.vipOwnerText(c) + this.vridListenText(c) + this.authText(c) + removal };
+  }
+
+  /** Adverts a VRID listen hears here (issue 9), as `SRC VRID PRIO VERSION VIPS` (src/gates/vrid-in-use.ts). */
+  vrrpAdverts: string[] = [];
+  /** The vip-hold commands this host ran (add, release), in order. */
+  vipHolds: string[] = [];
+
+  /** The VRID-in-use listen (src/gates/vrid-in-use.ts): skipped where keepalived runs our VRID, else what it heard. */
+  private vridListenText(c: FakeCommand): string {
+    const m = /^# kha-deploy preflight vrid-in-use (\d+)$/m.exec(c.script);
+    if (!m) return '';
+    const conf = this.files.get(this.cluster.playbook.files.keepalived.path) ?? '';
+    if (this.units.keepalived.active === 'active' && new RegExp(`^\\s*virtual_router_id\\s+${m[1]}\\s*$`, 'm').test(conf)) return '@@KHA-VRRP skip\n';
+    return [...this.vrrpAdverts.map((a) => `@@KHA-VRRP adv ${a}`), '@@KHA-VRRP listened', ''].join('\n');
   }
 
   /** Issue 9: the salted hash of keepalived.conf's auth_pass (src/runner/rollout.ts authProbeScript), when asked. */

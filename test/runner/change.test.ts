@@ -129,6 +129,9 @@ describe('managed VRRP instance moves (issue 9): VRID, auth, VIP list, multicast
       assert.ok(holderReload > 0 && firstStart > holderReload, ops.join('\n'));
       assert.deepEqual(ops.slice(firstStart).filter((o) => /keepalived enable-start/.test(o)).sort(), ['master2:service:keepalived enable-start', 'master3:service:keepalived enable-start']);
       assert.ok(!ops.some((o) => /master1:service:keepalived (stop|restart)/.test(o)), 'the holder is reloaded, never stopped or restarted');
+      // The holder keeps answering for the VIP through its reload: a hold before, released after the others started.
+      assert.deepEqual(fc.host('master1').vipHolds, ['add', 'release']);
+      for (const n of ['master2', 'master3']) assert.deepEqual(fc.host(n).vipHolds, [], n);
       const phase = events.find((e) => e.type === 'phase' && e.phase === 'rollout');
       assert.match((phase as { message: string }).message, /master2 → master3 → master1 .*managed move/);
       // Every master runs the new instance now: a second run changes nothing, in 2 commands per master.
@@ -238,6 +241,33 @@ describe('network preflight (issue 9)', () => {
     const fc = converged();
     fc.host('master2').neighbour = '10.0.0.100 dev ens192 lladdr 02:00:00:00:00:01 REACHABLE';
     fc.host('master3').neighbour = '10.0.0.100 dev ens192 lladdr 02:00:00:00:00:01 STALE';
+    const { result } = await rollout(fc, fc.spec);
+    assert.equal(result.error, undefined, String(result.error));
+    for (const r of result.recap) assert.equal(r.commands, 2, r.host);
+  });
+
+  it('a router that is not a master advertises our VRID: exit 1 naming it and a free VRID, before any host is touched', async () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook());
+    fc.host('master3').vrrpAdverts = ['10.0.0.77 51 100 2 10.0.0.200', '10.0.0.78 52 90 2 10.0.0.201'];
+    const { result } = await rollout(fc, fc.spec);
+    assert.equal((result.error as { exitCode?: number } | undefined)?.exitCode, 1, String(result.error));
+    assert.match(String((result.error as Error).message), /virtual_router_id 51 is in use by a router that is not a master: no host was changed/);
+    const errors = (result.error as { errors?: { message: string; hint?: string }[] }).errors ?? [];
+    assert.match(errors[0]?.message ?? '', /10\.0\.0\.77 \(priority 100, VRRPv2, VIPs 10\.0\.0\.200; heard on master3\)/);
+    assert.match(errors[0]?.hint ?? '', /virtual_router_id=53/);
+    for (const h of fc.all()) assert.deepEqual(h.changes(), [], `${h.name} was changed`);
+  });
+
+  it('adverts from a master itself are ours: a first deploy goes on', async () => {
+    const fc = new FakeCluster(cluster(), fastPlaybook());
+    fc.host('master3').vrrpAdverts = [`${fc.spec.hosts.find((h) => h.name === 'master2')!.address} 51 140 2 10.0.0.100`];
+    const { result } = await rollout(fc, fc.spec);
+    assert.equal(result.error, undefined, String(result.error));
+  });
+
+  it('a converged cluster does not listen (keepalived runs our VRID): a foreign advert cannot be heard, the rerun stays 2 commands', async () => {
+    const fc = converged();
+    for (const h of fc.all()) h.vrrpAdverts = ['10.0.0.77 51 100 2 10.0.0.200'];
     const { result } = await rollout(fc, fc.spec);
     assert.equal(result.error, undefined, String(result.error));
     for (const r of result.recap) assert.equal(r.commands, 2, r.host);
