@@ -12,6 +12,9 @@ NETWORK="${PROJECT}_labnet"
 SUBNET=172.16.86.0/24
 GATEWAY=172.16.86.1
 VIP=172.16.86.100
+# A second VIP, free and listed in the apiserver certificates too (--vip-cert): a change of `vip` on a
+# running cluster (test/e2e/vip-change.test.ts) gates on kubectl through it.
+SPARE_VIP=172.16.86.101
 HOSTS=(master1 master2 master3)
 declare -A HOST_IP=([master1]=172.16.86.11 [master2]=172.16.86.12 [master3]=172.16.86.13)
 # Jump host (`lab/up.sh --bastion` only): the host image, sshd and user kha, not a master.
@@ -380,17 +383,22 @@ CNF
       _cert admin "/O=system:masters/CN=kubernetes-admin" admin.ext
       rm -f admin.ext
     fi
-    if [[ "$(cat mode 2>/dev/null)" != "$mode" ]]; then
-      log "generating apiserver serving certificates (VIP in subjectAltName: $([[ $mode == vip ]] && echo yes || echo NO))"
+    # certs/mode records what the serving certificates list besides the hosts' own names ("novip", or
+    # "vip" and the VIPs): any difference (the other mode, a VIP added) regenerates them, which changes
+    # every host's generation, so lab/up.sh recreates the hosts once.
+    local want=$mode
+    [[ $mode == vip ]] && want="vip $VIP $SPARE_VIP"
+    if [[ "$(cat mode 2>/dev/null)" != "$want" ]]; then
+      log "generating apiserver serving certificates (VIPs in subjectAltName: $([[ $mode == vip ]] && echo "$VIP $SPARE_VIP" || echo NONE))"
       for h in "${HOSTS[@]}"; do
         mkdir -p "$h"
         local san="IP:${HOST_IP[$h]},IP:127.0.0.1,DNS:$h,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
-        [[ $mode == vip ]] && san="$san,IP:$VIP"
+        [[ $mode == vip ]] && san="$san,IP:$VIP,IP:$SPARE_VIP"
         printf '%s\n' "basicConstraints = CA:FALSE" "keyUsage = critical,digitalSignature,keyEncipherment" \
           "extendedKeyUsage = serverAuth" "authorityKeyIdentifier = keyid" "subjectAltName = $san" >"$h/apiserver.ext"
         (cd "$h" && ln -sf ../ca.crt ca.crt && ln -sf ../ca.key ca.key && _cert apiserver "/CN=kube-apiserver" apiserver.ext && rm -f ca.crt ca.key apiserver.ext)
       done
-      echo "$mode" >mode
+      echo "$want" >mode
     fi
     cat >admin.conf <<CONF
 apiVersion: v1

@@ -27,6 +27,8 @@ export const lab = {
   subnet: '172.16.86.0/24',
   gateway: '172.16.86.1',
   vip: '172.16.86.100',
+  /** A second, free VIP that the apiserver certificates also list (lab/lib.sh SPARE_VIP; not with `vipInCert: false`): for a change of `vip`. */
+  spareVip: '172.16.86.101',
   hosts: [
     { name: 'master1', address: '172.16.86.11', container: 'kha-lab-master1' },
     { name: 'master2', address: '172.16.86.12', container: 'kha-lab-master2' },
