@@ -83,6 +83,19 @@ describe('day-two commands on the lab', { concurrency: false }, () => {
     await assertNoLockLeft();
   });
 
+  it('check with a new vrrp_auth_pass: exit 3, the managed instance move deploy would make (compared on the hosts through a salted hash), the pass never printed, nothing touched', async () => {
+    const before = await snapshotAll();
+    const PASS = 'Kh4pAss9';
+    const r = await runCli(['check', ...deployArgs(labInventory([`vrrp_auth_pass=${PASS}`]))]);
+    assert.equal(r.code, 3, describeRun(r));
+    assert.match(r.stdout, /changes pending \(exit 3\): a deploy would change master2 → master3 → master1/);
+    assert.match(r.stdout, /^order: the VRRP instance changes \(vrrp_auth_pass \(value hidden\)\): a managed move\. master2, master3 first, each with keepalived stopped \(the VIP stays on master1\), master1 last/m);
+    assert.ok(!`${r.stdout}${r.stderr}`.includes(PASS), 'the pass is printed');
+    assert.deepEqual(await snapshotAll(), before);
+    assert.deepEqual(await vipHolders(), ['master1']);
+    await assertNoLockLeft();
+  });
+
   it('status on a healthy cluster: exit 0; its JSON names master1 as holder with every backend UP', async () => {
     const r = await runCli(['status', ...deployArgs(lab.inventoryPath, '--output', 'json')]);
     assert.equal(r.code, 0, describeRun(r));
