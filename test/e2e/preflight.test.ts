@@ -5,8 +5,8 @@
 // With keepalived stopped on the masters (nobody runs our instance, nobody holds the VIP), a deploy
 // refuses before any host is changed: exit 1, naming the router's address and VIPs (and a free VRID)
 // or the owner's MAC; every master's files, MainPIDs and stopped keepalived are as before. The free
-// VRID it suggests then works with the foreign router still running. The subnet check's e2e is in
-// inventories.test.ts's neighbourhood: it needs no foreign machine (unit-tested in test/gates/subnet.test.ts).
+// VRID it suggests then works with the foreign router still running. The subnet check needs no
+// foreign machine: keepalived pointed at an interface outside the VIP's subnet (lo) is refused the same way.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { describeRun, runCli } from '../helpers/cli.js';
@@ -62,7 +62,9 @@ describe('network preflight against a foreign machine on the lab (issue 9)', { c
 
   it('a router that is not a master advertises our VRID: exit 1 naming its address and VIP and a free VRID; nothing changed', async () => {
     const install = await bastionExec(
-      `command -v keepalived >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q keepalived >/tmp/apt.log 2>&1 || { tail -20 /tmp/apt.log; exit 1; }
+      // The bastion's lab-init (which points apt at the lab's apt-cacher-ng) is masked: point it here.
+      `echo 'Acquire::http::Proxy "http://${lab.gateway}:3142/";' >/etc/apt/apt.conf.d/01proxy
+       command -v keepalived >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q keepalived >/tmp/apt.log 2>&1 || { tail -20 /tmp/apt.log; exit 1; }
        printf '%s' '${FOREIGN_CONF}' >/etc/keepalived/keepalived.conf && systemctl restart keepalived`,
       { timeoutMs: 300_000 },
     );
@@ -96,11 +98,11 @@ describe('network preflight against a foreign machine on the lab (issue 9)', { c
     assert.equal(again.code, 0, describeRun(again));
     // Our keepalived runs VRID 52 everywhere now: no master listens again (a listen alone takes 3.2 s).
     assert.ok(Date.now() - t0 < 3000, `the no-op rerun took ${Date.now() - t0} ms`);
-    await bastionExec('systemctl stop keepalived');
-    for (const h of names) await stopUnit(h, 'keepalived');
   });
 
   it('a machine that is not a master owns the VIP: exit 1 naming its MAC; nothing changed', async () => {
+    await bastionExec('systemctl stop keepalived 2>/dev/null; :');
+    for (const h of names) await stopUnit(h, 'keepalived');
     const mac = (await bastionExec(`ip addr add ${lab.vip}/24 dev eth0 && cat /sys/class/net/eth0/address`)).stdout.trim();
     assert.match(mac, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
     try {
@@ -115,5 +117,17 @@ describe('network preflight against a foreign machine on the lab (issue 9)', { c
     } finally {
       await bastionExec(`ip addr del ${lab.vip}/24 dev eth0`);
     }
+  });
+
+  it("keepalived's interface has no address in the VIP's subnet (vip_interface=lo): exit 1 naming it on every master; nothing changed", async () => {
+    for (const h of names) await stopUnit(h, 'keepalived');
+    const before = await snapshot();
+    const r = await runCli(deployArgs(labInventory(['virtual_router_id=52', 'vip_interface=lo'])));
+    console.log(`[preflight] interface outside the VIP's subnet: exit ${r.code}`);
+    assert.equal(r.code, 1, describeRun(r));
+    for (const h of names) assert.match(r.stdout + r.stderr, new RegExp(`interface lo has no address in the VIP's subnet \\(127\\.0\\.0\\.1/8[^)]*\\) on ${h}`));
+    assert.match(r.stdout + r.stderr, /no host was changed/);
+    assert.deepEqual(await snapshot(), before);
+    assert.deepEqual(await keepalivedStates(), ['inactive', 'inactive', 'inactive']);
   });
 });
