@@ -553,12 +553,13 @@ ensure_lab_forwarding() {
 # vrrp_path_check FROM TO...: sends VRRP-protocol (IP 112) multicast to 224.0.0.18 from host FROM
 # and prints, per host TO, whether it arrived: what keepalived needs between masters. Exit 1 when
 # any TO heard nothing.
-VRRP_RECV='import socket, struct, sys
+VRRP_RECV='import socket, struct, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4s", socket.inet_aton("224.0.0.18"), socket.inet_aton(sys.argv[1])))
-s.settimeout(3)
+end = time.time() + 3
 try:
     while True:
+        s.settimeout(max(0.01, end - time.time()))
         data, addr = s.recvfrom(2048)
         if data[20:28] == b"kha-diag":
             print("received from", addr[0]); break
