@@ -25,6 +25,10 @@ const scenarios: [string, string][] = [
   ['keepalived-only (advert_int)', labInventory(['haproxy_balance=leastconn', 'advert_int=2'])],
   ['change of primary (swap)', labInventory(['haproxy_balance=leastconn', 'advert_int=2'], swapped)],
   ['back to the inventory', lab.inventoryPath],
+  // Managed instance moves: the holder keeps answering for the VIP through its reload (src/vip-hold.ts).
+  ['VRID 51 → 52', labInventory(['virtual_router_id=52'])],
+  ['multicast → unicast', labInventory(['virtual_router_id=52', 'vrrp_unicast=true'])],
+  ['back: unicast → multicast, VRID 51', lab.inventoryPath],
 ];
 const rows: ChangeFigures[] = [];
 try {

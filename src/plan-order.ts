@@ -49,8 +49,8 @@ export interface OrderStep {
    */
   moveAwayFirst?: { to: string };
   /**
-   * The holder keeps answering for the VIP while its instance is recreated: a second, wider copy of the
-   * address (VIP/31, /127) survives the reload that deletes the old instance's VIP/32, and goes as soon as
+   * The holder keeps answering for the VIP while its instance is recreated: a copy of the address on lo
+   * survives the reload that deletes the old instance's VIP (src/vip-hold.ts), and goes as soon as
    * the new instance holds the VIP again (a few ms of gap instead of the master-down interval). Only when
    * the holder stays the VIP's owner (it is the primary) and the VIP itself does not change.
    */

@@ -1,9 +1,9 @@
 // Managed VRRP instance moves (issue 9), measured on the lab: a probe loop inside master3 requests
 // https://VIP:8443/version every 50 ms (1 s deadline each) while kha-deploy changes the VRRP instance
 // itself; the kernel's address events in every host trace the VIP. A VRID change and a switch
-// multicast → unicast each converge in ONE run with exit 0, the VIP never on two masters at once and
-// handed over at most once (here it leaves master1 with the old instance and comes back with the new
-// one). Then VRRP multicast is blocked IN THE HOSTS, not on the machine running the tests: an nft table
+// multicast → unicast each converge in ONE run with exit 0, the VIP never on two masters at once, never
+// handed to another master, the API's longest gap under 3 s (the holder answers for the VIP from lo
+// while its instance is recreated). Then VRRP multicast is blocked IN THE HOSTS, not on the machine running the tests: an nft table
 // `inet kha_test` in every master's own network namespace drops IPv4 packets to 224.0.0.18 (IP protocol
 // 112) on output and on input (blockVrrpMulticast; always removed again, and at the start in case an
 // earlier run died, since every e2e file's requireLab() checks that multicast passes). With multicast
@@ -19,8 +19,14 @@ import { traceVip, waitForVipOn } from '../helpers/failover.js';
 import { measureChange, vipOverlap, type ChangeFigures } from '../helpers/change.js';
 
 const PROBE_FROM = 'master3';
-/** The new instance elects after its master-down interval (3 × advert_int + skew ≈ 3.4 s at advert_int 1): requests in flight meanwhile fail. */
-const GAP_BOUND_MS = 6000;
+/**
+ * The issue's bound on the API's gap through the VIP during an instance move. The holder keeps answering
+ * from a copy of the VIP on lo while its new instance waits out its master-down interval (≈ 3.4 s;
+ * src/vip-hold.ts), so the lab measures ~0.1 s (the probe's pace) and no failed probe.
+ */
+const GAP_BOUND_MS = 3000;
+/** Requests in flight at the reload may still fail: a few at most (none measured). */
+const FAILED_BOUND = 5;
 /** The in-host block: dropped on output (the sender's adverts) and on input (a neighbour's), counted. */
 const BLOCK_TABLE = 'inet kha_test';
 const BLOCK_RULESET = `table ${BLOCK_TABLE} {
@@ -133,12 +139,13 @@ describe('managed VRRP instance moves on the lab (issue 9)', { concurrency: fals
     assert.deepEqual(await vipHolders(), ['master1']);
   });
 
-  it('virtual_router_id 51 → 52: one run, exit 0, non-holders first with keepalived stopped, the holder last; never two holders, one drop of the VIP', async () => {
+  it("virtual_router_id 51 → 52: one run, exit 0, non-holders first with keepalived stopped, the holder last; never two holders, the API's gap under 3 s", async () => {
     const f = await measured('vrid 51 → 52', labInventory(VRID));
     assert.deepEqual(f.order, ['master2', 'master3', 'master1']);
     assert.ok((f.maxHolders ?? 0) <= 1, `split brain: the VIP on ${f.maxHolders} masters at once`);
     assert.ok(f.moves.length <= 1, `VIP moves: ${f.moves.join(', ')}`);
     assert.ok(f.longestGapMs <= GAP_BOUND_MS, `longest gap ${f.longestGapMs} ms`);
+    assert.ok(f.failed <= FAILED_BOUND, `${f.failed} probes failed`);
     assert.deepEqual(await vipHolders(), ['master1']);
   });
 
@@ -179,6 +186,7 @@ describe('managed VRRP instance moves on the lab (issue 9)', { concurrency: fals
     assert.ok((f.maxHolders ?? 0) <= 1, `split brain: the VIP on ${f.maxHolders} masters at once`);
     assert.ok(f.moves.length <= 1, `VIP moves: ${f.moves.join(', ')}`);
     assert.ok(f.longestGapMs <= GAP_BOUND_MS, `longest gap ${f.longestGapMs} ms`);
+    assert.ok(f.failed <= FAILED_BOUND, `${f.failed} probes failed`);
     assert.deepEqual(await vipHolders(), ['master1']);
   });
 
