@@ -1,7 +1,8 @@
 // Network preflight (issue 9): does a router that is not one of our masters already advertise our VRID?
 // Before our keepalived runs a master's instance (first deploy, a new master, a new VRID), the lock +
-// facts command listens there for VRRP adverts (IP protocol 112 to 224.0.0.18) for a few advert
-// intervals, in the background while the facts are read. An advert with our VRID from an address that
+// facts command starts a listener there for VRRP adverts (IP protocol 112 to 224.0.0.18) for a few
+// advert intervals, in the background while the facts are read and the packages installed; its result
+// is collected before the first configuration file is written. An advert with our VRID from an address that
 // is none of the masters' → refuse before any host is changed, naming its source and its VIPs, and
 // suggest a VRID nobody advertised. A master whose keepalived already runs our VRID skips the listen:
 // a no-op rerun costs nothing. The listener is python3 (EL: platform-python), else perl (Debian's
@@ -63,17 +64,20 @@ print '${MARK} adv ', $_, "\\n" for values %seen;
 print '${MARK} listened', "\\n";`;
 
 /**
- * POSIX sh: listens for VRRP adverts unless keepalived already runs a config with our VRID
- * (`@@KHA-VRRP skip`); `@@KHA-VRRP unable WHY` when it cannot listen.
+ * POSIX sh, returns at once: `@@KHA-VRRP skip` where keepalived already runs a config with our VRID,
+ * else starts the listener in the background, writing to a temp file, and prints `@@KHA-VRRP started
+ * FILE` (vridCollectScript reads it once the packages are installed: the listen costs a first deploy
+ * no time of its own); `@@KHA-VRRP unable WHY` when it cannot listen.
  */
 export function vridListenScript(o: { vrid: number; advertInt: number; keepalivedConf: string }): string {
   const secs = String(listenSeconds(o.advertInt));
-  // In its own background job (the block of probes waits for it): it runs as long as the others together.
   return [
     scriptTag('preflight', 'vrid-in-use', String(o.vrid)),
     '(',
     `if systemctl is-active --quiet keepalived.service 2>/dev/null && grep -Eq ${shellQuote(`^[[:space:]]*virtual_router_id[[:space:]]+${o.vrid}([[:space:]]|$)`)} ${shellQuote(o.keepalivedConf)} 2>/dev/null; then echo '${MARK} skip'`,
+    `elif ! kha_vl=$(mktemp /tmp/kha-deploy-vrrp.XXXXXX 2>/dev/null); then echo '${MARK} unable mktemp failed in /tmp'`,
     'else',
+    '  (',
     // Every IPv4 address but loopback: the adverts arrive on whichever interface carries the VIP's subnet.
     `  kha_ips=$(ip -o -4 addr show 2>/dev/null | sed -n 's/^[0-9]*: [^ ]* *inet \\([0-9.]*\\)\\/.*/\\1/p' | grep -v '^127\\.')`,
     '  kha_py=',
@@ -82,8 +86,34 @@ export function vridListenScript(o: { vrid: number; advertInt: number; keepalive
     `  elif command -v perl >/dev/null 2>&1; then perl -e ${shellQuote(LISTENER_PERL)} ${secs} $kha_ips 2>&1 | sed 's/^/${MARK} /; s/^${MARK} ${MARK}/${MARK}/'`,
     `  else echo '${MARK} unable neither python3 nor perl is installed'`,
     '  fi',
+    `  echo '${MARK} done'`,
+    // A run that ends before collecting (a refusal, a failed install) leaves no file behind for long.
+    '  sleep 120; rm -f "$kha_vl"',
+    // fd 9 is the run lock (src/runner/lock.ts): the listener outlives the lock command, it must not keep the lock.
+    '  ) >"$kha_vl" 2>&1 </dev/null 9>&- &',
+    `  echo "${MARK} started $kha_vl"`,
     'fi',
-    ') &',
+    ')',
+  ].join('\n');
+}
+
+const FILE_RE = /^\/tmp\/kha-deploy-vrrp\.[A-Za-z0-9]+$/;
+
+/** The listener's file where vridListenScript started one (validated: it goes back into a shell command). */
+export function startedListen(output: string): string | undefined {
+  const m = new RegExp(`^${MARK} started (\\S+)\\s*$`, 'm').exec(output);
+  return m && FILE_RE.test(m[1]!) ? m[1] : undefined;
+}
+
+/** Waits (at most the listen plus 3 s) until the listener is done, prints what it heard, removes its file. */
+export function vridCollectScript(file: string, advertInt: number): string {
+  if (!FILE_RE.test(file)) throw new Error(`not a listener file: ${file}`);
+  const tenths = Math.ceil((listenSeconds(advertInt) + 3) * 10);
+  return [
+    scriptTag('preflight', 'vrid-collect', file),
+    'kha_i=0',
+    `while ! grep -q '^${MARK} done' ${file} 2>/dev/null && [ "$kha_i" -lt ${tenths} ]; do sleep 0.1; kha_i=$((kha_i + 1)); done`,
+    `cat ${file} 2>/dev/null; rm -f ${file}`,
   ].join('\n');
 }
 
@@ -95,7 +125,7 @@ export interface Advert {
   vips: string[];
 }
 
-export type ListenAnswer = { kind: 'skipped' } | { kind: 'heard'; adverts: Advert[] } | { kind: 'unable'; why: string };
+export type ListenAnswer = { kind: 'skipped' } | { kind: 'started'; file: string } | { kind: 'heard'; adverts: Advert[] } | { kind: 'unable'; why: string };
 
 /** What one master's listener printed (undefined: no listener output at all, e.g. an IPv6 VIP). */
 export function parseVridListen(output: string): ListenAnswer | undefined {
@@ -106,6 +136,8 @@ export function parseVridListen(output: string): ListenAnswer | undefined {
     .map((l) => l.slice(MARK.length + 1));
   if (lines.length === 0) return undefined;
   if (lines.includes('skip')) return { kind: 'skipped' };
+  const file = startedListen(output);
+  if (file !== undefined && !lines.includes('listened')) return { kind: 'started', file };
   if (!lines.includes('listened')) {
     const unable = lines.find((l) => l.startsWith('unable '));
     return { kind: 'unable', why: unable ? unable.slice('unable '.length) : lines.join('; ').slice(0, 300) };
@@ -159,6 +191,8 @@ export function preflightVrid(opts: {
   answers: readonly { host: string; output: string }[];
   masterAddrs: ReadonlySet<string>;
   emit: (e: RunEvent) => void;
+  /** Masters where this run installed the packages while the listen ran (nothing configured or started). */
+  installedOn?: readonly string[];
 }): void {
   const parsed = opts.answers.map((a) => ({ host: a.host, answer: parseVridListen(a.output) }));
   for (const p of parsed) {
@@ -181,5 +215,6 @@ export function preflightVrid(opts: {
         hint: `${free === undefined ? 'choose a virtual_router_id nobody on this network uses' : `set virtual_router_id=${free} (no advert heard on it)`} in the inventory's [all:vars], or stop the router at ${f.source}: two VRRP routers on one VRID fight over the VIP ${opts.vip}`,
       }),
   );
-  throw new ManyErrors(errors, `virtual_router_id ${opts.vrid} is in use by a router that is not a master: no host was changed`);
+  const changed = opts.installedOn && opts.installedOn.length > 0 ? `no configuration was written (keepalived and haproxy were installed on ${opts.installedOn.join(', ')}, not configured or started)` : 'no host was changed';
+  throw new ManyErrors(errors, `virtual_router_id ${opts.vrid} is in use by a router that is not a master: ${changed}`);
 }

@@ -8,7 +8,7 @@ import { FactsParseError, factsScript, parseFacts } from '../facts.js';
 import { preflightReadyz, readyzProbeScript } from '../gates/preflight.js';
 import { preflightSubnet } from '../gates/subnet.js';
 import { preflightVipOwner, vipOwnerProbeScript } from '../gates/vip-owner.js';
-import { masterAddresses, preflightVrid, vridListenScript } from '../gates/vrid-in-use.js';
+import { masterAddresses, preflightVrid, startedListen, vridCollectScript, vridListenScript } from '../gates/vrid-in-use.js';
 import { HOLD_UNIT, holdVipScript, releaseVipScript } from '../vip-hold.js';
 import { waitForGate } from '../gates/wait.js';
 import { planHost, vipInterface } from '../plan.js';
@@ -218,14 +218,6 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     try {
       preflightSubnet({ vip: spec.vip, hosts: all().map((s) => ({ name: s.spec.name, iface: vipInterface(s.spec, s.facts!), interfaces: s.facts!.interfaces })) });
       preflightVipOwner({ spec, answers: all().map((s) => ({ spec: s.spec, output: s.lock!.output })), emit });
-      preflightVrid({
-        vrid: spec.virtualRouterId,
-        vip: spec.vip,
-        unicast: spec.vrrpUnicast === true,
-        answers: all().map((s) => ({ host: s.spec.name, output: s.lock!.output })),
-        masterAddrs: masterAddresses(all().map((s) => s.facts!)),
-        emit,
-      });
     } catch (err) {
       if (err instanceof ManyErrors) for (const e of err.errors) if (e instanceof HostStepError) markFailure(states.get(e.host), e);
       throw err;
@@ -244,6 +236,35 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
         (i, err) => toKhaError(needPkgs[i]!.spec.name, 'packages', err),
         'package installation failed: no configuration was changed',
       );
+    }
+
+    // The VRID listen started with the facts ran while the packages were installed: its verdict comes before the first file.
+    const listening = all().flatMap((s) => {
+      const file = startedListen(s.lock!.output);
+      return file ? [{ s, file }] : [];
+    });
+    const heard = new Map<string, string>();
+    await settleAll(
+      listening.map(async ({ s, file }) => {
+        const r = await s.remote!.run(vridCollectScript(file, spec.advertInt), { label: 'collect the VRRP adverts heard', timeoutMs: 30_000, ...signalOpt });
+        heard.set(s.spec.name, r.stdout);
+      }),
+      (i, err) => toKhaError(listening[i]!.s.spec.name, 'preflight', err),
+      needPkgs.length > 0 ? 'reading the VRRP listen failed: no configuration was written (packages were installed)' : 'reading the VRRP listen failed: no host was changed',
+    );
+    try {
+      preflightVrid({
+        vrid: spec.virtualRouterId,
+        vip: spec.vip,
+        unicast: spec.vrrpUnicast === true,
+        answers: all().map((s) => ({ host: s.spec.name, output: heard.get(s.spec.name) ?? s.lock!.output })),
+        masterAddrs: masterAddresses(all().map((s) => s.facts!)),
+        emit,
+        ...(needPkgs.length > 0 ? { installedOn: needPkgs.map((s) => s.spec.name) } : {}),
+      });
+    } catch (err) {
+      if (err instanceof ManyErrors) for (const e of err.errors) if (e instanceof HostStepError) markFailure(states.get(e.host), e);
+      throw err;
     }
 
     // Primary first on a first deploy; on a running cluster the VIP holder last, with any VIP move planned (src/plan-order.ts).

@@ -4,7 +4,10 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
-import { LISTENER_PERL, LISTENER_PY, foreignAdverts, freeVrid, listenSeconds, parseVridListen, preflightVrid, vridListenScript } from '../../src/gates/vrid-in-use.js';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LISTENER_PERL, LISTENER_PY, foreignAdverts, freeVrid, listenSeconds, parseVridListen, preflightVrid, startedListen, vridCollectScript, vridListenScript } from '../../src/gates/vrid-in-use.js';
 import { ManyErrors } from '../../src/errors.js';
 import type { RunEvent } from '../../src/types.js';
 
@@ -43,12 +46,35 @@ describe('the VRRP listeners', { skip: root ? false : 'raw sockets need root' },
   });
 });
 
-describe('vridListenScript', () => {
-  it('runs under sh: listens (this machine runs no keepalived on the VRID) and ends after the listen', { skip: root ? false : 'raw sockets need root' }, () => {
+describe('vridListenScript and vridCollectScript', () => {
+  it('under sh: the listen starts in the background and the script returns at once; the collect waits for it and removes its file', { skip: root ? false : 'raw sockets need root' }, () => {
     const t0 = Date.now();
-    const out = execFileSync('sh', ['-c', `${vridListenScript({ vrid: 51, advertInt: 1, keepalivedConf: '/nonexistent/keepalived.conf' })}\nwait`], { encoding: 'utf8' });
-    assert.equal(parseVridListen(out)?.kind, 'heard', out);
-    assert.ok(Date.now() - t0 >= 2400, 'listened for the whole interval');
+    const started = execFileSync('sh', ['-c', vridListenScript({ vrid: 51, advertInt: 1, keepalivedConf: '/nonexistent/keepalived.conf' })], { encoding: 'utf8' });
+    assert.ok(Date.now() - t0 < 1500, `the lock command waited ${Date.now() - t0} ms for the listen`);
+    const a = parseVridListen(started);
+    assert.equal(a?.kind, 'started', started);
+    const file = a.kind === 'started' ? a.file : '';
+    assert.equal(startedListen(started), file);
+    const heard = execFileSync('sh', ['-c', vridCollectScript(file, 1)], { encoding: 'utf8' });
+    assert.equal(parseVridListen(heard)?.kind, 'heard', heard);
+    assert.ok(Date.now() - t0 >= 3000, 'collected only after the whole listen');
+    assert.equal(existsSync(file), false, 'the listener file is removed');
+  });
+  it('the listener does not keep the run lock (fd 9) once the lock command has ended', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kha-vrrp-lock-'));
+    const lock = join(dir, 'lock');
+    const out = execFileSync('sh', ['-c', `exec 9>>${lock}; flock -n 9 || exit 9\n${vridListenScript({ vrid: 51, advertInt: 1, keepalivedConf: '/nonexistent' })}`], { encoding: 'utf8' });
+    const file = startedListen(out);
+    try {
+      // The listener (python, perl or the "unable" path alike) is still running: the lock must be free.
+      execFileSync('flock', ['-n', lock, 'true']);
+    } finally {
+      if (file) execFileSync('sh', ['-c', vridCollectScript(file, 1)]);
+    }
+  });
+  it('a listener file that is not ours never reaches a shell', () => {
+    assert.equal(startedListen('@@KHA-VRRP started /tmp/kha-deploy-vrrp.x;rm -rf /\n'), undefined);
+    assert.throws(() => vridCollectScript('/etc/passwd', 1), /not a listener file/);
   });
   it('listens three advert intervals, at least 2.5 s', () => {
     assert.equal(listenSeconds(1), 3.2);

@@ -431,6 +431,9 @@ export class FakeHost {
       }
       case 'neighbour':
         return ok(this.neighbour ? this.neighbour + '\n' : '');
+      case 'preflight':
+        if (c.args[0] === 'vrid-collect' && c.args[1] === `/tmp/kha-deploy-vrrp.${this.name}`) return ok(this.vridCollected());
+        throw new UnexpectedCommand(this.name, `a preflight command run on its own: ${c.args.join(' ')}`, c);
       case 'vip-hold': {
         // src/vip-hold.ts: the holding copy itself is not modelled; a release reports whether this host holds the VIP again.
         this.vipHolds.push(c.args[0] ?? '');
@@ -781,7 +784,12 @@ export class FakeHost {
     if (!m) return '';
     const conf = this.files.get(this.cluster.playbook.files.keepalived.path) ?? '';
     if (this.units.keepalived.active === 'active' && new RegExp(`^\\s*virtual_router_id\\s+${m[1]}\\s*$`, 'm').test(conf)) return '@@KHA-VRRP skip\n';
-    return [...this.vrrpAdverts.map((a) => `@@KHA-VRRP adv ${a}`), '@@KHA-VRRP listened', ''].join('\n');
+    return `@@KHA-VRRP started /tmp/kha-deploy-vrrp.${this.name}\n`;
+  }
+
+  /** What the listener started by the lock command heard, collected later (src/gates/vrid-in-use.ts vridCollectScript). */
+  private vridCollected(): string {
+    return [...this.vrrpAdverts.map((a) => `@@KHA-VRRP adv ${a}`), '@@KHA-VRRP listened', '@@KHA-VRRP done', ''].join('\n');
   }
 
   /** Issue 9: the salted hash of keepalived.conf's auth_pass (src/runner/rollout.ts authProbeScript), when asked. */

@@ -246,15 +246,23 @@ describe('network preflight (issue 9)', () => {
     for (const r of result.recap) assert.equal(r.commands, 2, r.host);
   });
 
-  it('a router that is not a master advertises our VRID: exit 1 naming it and a free VRID, before any host is touched', async () => {
+  it('a router that is not a master advertises our VRID (first deploy): exit 1 naming it and a free VRID; the packages installed meanwhile, no file written', async () => {
     const fc = new FakeCluster(cluster(), fastPlaybook());
     fc.host('master3').vrrpAdverts = ['10.0.0.77 51 100 2 10.0.0.200', '10.0.0.78 52 90 2 10.0.0.201'];
     const { result } = await rollout(fc, fc.spec);
     assert.equal((result.error as { exitCode?: number } | undefined)?.exitCode, 1, String(result.error));
-    assert.match(String((result.error as Error).message), /virtual_router_id 51 is in use by a router that is not a master: no host was changed/);
+    assert.match(String((result.error as Error).message), /virtual_router_id 51 is in use by a router that is not a master: no configuration was written \(keepalived and haproxy were installed on master1, master2, master3, not configured or started\)/);
     const errors = (result.error as { errors?: { message: string; hint?: string }[] }).errors ?? [];
     assert.match(errors[0]?.message ?? '', /10\.0\.0\.77 \(priority 100, VRRPv2, VIPs 10\.0\.0\.200; heard on master3\)/);
     assert.match(errors[0]?.hint ?? '', /virtual_router_id=53/);
+    for (const h of fc.all()) assert.deepEqual(h.changes().map((c) => c.kind), ['packages'], `${h.name}: more than the packages`);
+  });
+
+  it('a VRID change towards a VRID a foreign router uses: refused before any host is changed', async () => {
+    const fc = converged();
+    fc.host('master2').vrrpAdverts = ['10.0.0.77 52 100 3 10.0.0.200'];
+    const { result } = await rollout(fc, { ...fc.spec, virtualRouterId: 52 });
+    assert.match(String((result.error as Error | undefined)?.message), /virtual_router_id 52 is in use by a router that is not a master: no host was changed/);
     for (const h of fc.all()) assert.deepEqual(h.changes(), [], `${h.name} was changed`);
   });
 
