@@ -462,7 +462,7 @@ export async function lockAndPlan(
   const inner = probes.length > 0
     ? [
         'kha_pt=$(mktemp 2>/dev/null) || kha_pt=/tmp/kha-deploy-preflight.$$',
-        `{\n${probes.join('\n')}\nwait\n} >"$kha_pt" 2>/dev/null </dev/null &`,
+        `{\n${probes.join('\n')}\n} >"$kha_pt" 2>/dev/null </dev/null &`,
         'kha_pp=$!',
         facts,
         'wait "$kha_pp" || :',
