@@ -207,7 +207,8 @@ function holderRecreated(spec: ClusterSpec, h: OrderHost): string | undefined {
   if (!c || !host || !h.facts) return undefined;
   const iface = host.vipInterface ?? h.facts.routeInterface;
   if (c.interface !== null && iface && c.interface !== iface) return `interface ${c.interface} → ${iface}`;
-  if (spec.vrrpUnicast === true && c.unicastSrcIp !== null && c.unicastSrcIp !== host.address) return `unicast_src_ip ${c.unicastSrcIp} → ${host.address}`;
+  const src = host.vrrpAddress ?? host.address;
+  if (spec.vrrpUnicast === true && c.unicastSrcIp !== null && c.unicastSrcIp !== src) return `unicast_src_ip ${c.unicastSrcIp} → ${src}`;
   return undefined;
 }
 

@@ -296,8 +296,8 @@ export function keepalivedContext(spec: ClusterSpec, host: HostSpec, iface: stri
     monitor_port: spec.haproxyMonitorPort,
     curl: CURL_PATH,
     unicast: spec.vrrpUnicast === true,
-    unicast_src_ip: spec.vrrpUnicast === true ? host.address : undefined,
-    unicast_peers: spec.vrrpUnicast === true ? spec.hosts.filter((h) => h.name !== host.name).map((h) => ({ address: h.address })) : [],
+    unicast_src_ip: spec.vrrpUnicast === true ? (host.vrrpAddress ?? host.address) : undefined,
+    unicast_peers: spec.vrrpUnicast === true ? spec.hosts.filter((h) => h.name !== host.name).map((h) => ({ address: h.vrrpAddress ?? h.address })) : [],
     nopreempt: !spec.vrrpPreempt,
     preempt_delay: spec.vrrpPreempt && spec.vrrpPreemptDelay > 0 ? spec.vrrpPreemptDelay : undefined,
   };

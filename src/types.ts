@@ -22,6 +22,8 @@ export interface HostSpec {
   line: number;
   /** The file that line is in, when not ClusterSpec.file (an inventory directory, YAML). */
   file?: string;
+  /** vrrp_unicast with `address` a DNS name: the IP literal it resolved to (unicast_src_ip / unicast_peer). */
+  vrrpAddress?: string;
 }
 
 /** The validated inventory: everything the run needs, nothing of other tools' variables. */

@@ -1,6 +1,7 @@
 // Read the inventory as Ansible does: -i FILE (INI, or YAML by extension) or -i DIR (every file in it
 // that Ansible would read), the group_vars/ and host_vars/ beside it, and ansible.cfg's defaults; each
 // file checked (size, binary, encoding) before parsing; then validate. Problems → InventoryError (exit 2).
+import { resolveUnicastAddresses, type Lookup } from './resolve.js';
 import { readdirSync, statSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -173,6 +174,8 @@ export interface LoadOptions {
   env?: Record<string, string | undefined>;
   cwd?: string;
   home?: string;
+  /** Name resolution for vrrp_unicast masters named by DNS names (default: the system's, dns.lookup). */
+  lookup?: Lookup;
 }
 
 /**
@@ -181,7 +184,7 @@ export interface LoadOptions {
  */
 export async function loadInventory(path?: string, opts: LoadOptions = {}): Promise<ClusterSpec> {
   const home = opts.home ?? homedir();
-  return validateSources(await readSources(path, opts), { fileExists: isFile, homeDir: home });
+  return resolveUnicastAddresses(validateSources(await readSources(path, opts), { fileExists: isFile, homeDir: home }), opts.lookup);
 }
 
 /** Everything loadInventory reads, before validation (also what the Ansible comparison tests inspect). */

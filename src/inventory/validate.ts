@@ -501,12 +501,6 @@ export function validateSources(input: InventoryInput, opts: ValidateOptions = {
         ...where,
         message: `${host.name}'s address ${address} is IPv${addrFamily} but the VIP ${vip} is IPv${family}: the VIP and the masters must use the same IP family`,
       });
-    if (vrrpUnicast && !nameBad && !addrFamily)
-      P.add({
-        ...where,
-        message: `vrrp_unicast=${cv.vrrp_unicast!.value} needs every master's address as an IP literal (unicast_src_ip and unicast_peer), but ${host.name}'s address is the name ${address}`,
-        hint: `set ansible_host=<its IP address in the VIP's subnet> for ${host.name}, or leave vrrp_unicast unset (multicast)`,
-      });
     if (family && addrFamily && normalizeIP(address) === normalizeIP(vip))
       P.add({
         ...at(cv.vip!),
