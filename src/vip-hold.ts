@@ -2,8 +2,8 @@
 // instance (issue 9): the reload deletes the old instance and its VIP at once, and the new instance
 // claims it only after its master-down interval (3 × advert_int + skew, ≈ 3.4 s). A copy of the VIP on
 // `lo` keeps the holder answering meanwhile (the kernel answers ARP on eth0 for any local address while
-// arp_ignore is 0, the default; with arp_ignore set, the clients' ARP caches still point here for those
-// seconds). On lo, not beside keepalived's address on its interface: keepalived takes the deletion of an
+// arp_ignore is 0, the default; with arp_ignore set, and for IPv6, whose NDP answers per interface, the
+// clients' neighbour caches still point here for those seconds). On lo, not beside keepalived's address on its interface: keepalived takes the deletion of an
 // address equal to its VIP on its own interface for the loss of the VIP and drops to BACKUP (seen on the
 // lab: a 0.45 s gap). It is removed as soon as the new instance holds the VIP again; a systemd timer
 // removes it anyway after a deadline, should this run die in between.
