@@ -50,9 +50,12 @@ done
 named=${#names[@]}
 ((named)) || names=("${HOSTS[@]}")
 
+# What every lab needs: VRRP multicast passing between the hosts (checked live).
+vrrp_path_ok() { vrrp_path_check master1 master2 master3 >&2 || die "VRRP multicast does not pass between the lab hosts: bash lab/diagnose.sh shows the Docker host's filter rules"; }
+
 if ((net_only)); then
   ensure_lab_forwarding
-  vrrp_path_check master1 master2 master3 >&2 || die "VRRP multicast does not pass between the lab hosts: bash lab/diagnose.sh shows the Docker host's filter rules"
+  vrrp_path_ok
   exit 0
 fi
 if ((wait_only)); then
@@ -149,7 +152,7 @@ log "waiting for ${booting[*]} to boot"
 wait_hosts "${booting[@]}" || die "hosts did not boot"
 write_known_hosts
 write_inventories
-vrrp_path_check master1 master2 master3 >&2 || die "VRRP multicast does not pass between the lab hosts: bash lab/diagnose.sh shows the Docker host's filter rules"
+vrrp_path_ok
 log "lab up: ${HOSTS[*]} = ${HOST_IP[master1]} ${HOST_IP[master2]} ${HOST_IP[master3]}, VIP $VIP (held by nobody until kha-deploy runs)"
 ((bastion == 0)) || log "jump host: $BASTION $BASTION_IP (user kha, the lab key; not in the inventories)"
 ((${#rpm_hosts[@]} == 0)) || log "RPM-family hosts (dnf + rpm): ${rpm_hosts[*]}; their repository: http://$RPM_REPO_IP:$RPM_REPO_PORT/ ($repo)"

@@ -3,18 +3,17 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_HOST_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KhaError, UsageError } from './errors.js';
-import { loadInventory } from './inventory/load.js';
 import { loadPlaybook, type Playbook } from './playbook.js';
 import { formatError } from './report/format-error.js';
 import { listrUi } from './report/listr-ui.js';
 import { recapText, summarize } from './report/recap.js';
 import { textUi } from './report/text-ui.js';
 import { runRollout } from './runner/rollout.js';
-import { commonOptions, connector, fail, readCredentials, selectHosts, type CommonArgs } from './commands/common.js';
+import { commonOptions, connector, fail, loadTargets, type CommonArgs, type Targets } from './commands/common.js';
 // The other commands' modules load only when they run: a deploy (the no-op rerun) starts faster.
 import type { VerifyArgs } from './commands/verify-cli.js';
 import type { RemoveArgs } from './commands/remove-cli.js';
-import type { HostSpec, RunEvent } from './types.js';
+import type { RunEvent } from './types.js';
 
 export const EXIT_CODES_HELP = `Exit codes:
   0    converged: every master is configured, the VIP is on the primary, kubectl answers through it
@@ -144,14 +143,6 @@ async function deploy(args: DeployArgs): Promise<number> {
   const started = Date.now();
   const json = args.output === 'json';
   const out = (s: string) => process.stdout.write(`${s}\n`);
-  let spec;
-  let hosts: HostSpec[];
-  try {
-    spec = await loadInventory(args.inventory);
-    hosts = selectHosts(spec.hosts, args.limit);
-  } catch (err) {
-    return fail(err, json);
-  }
   let playbook = loadPlaybook();
   if (args.gateTimeout !== undefined) {
     if (!Number.isInteger(args.gateTimeout) || args.gateTimeout < 1 || args.gateTimeout > 3600) {
@@ -159,12 +150,13 @@ async function deploy(args: DeployArgs): Promise<number> {
     }
     playbook = withGateTimeout(playbook, args.gateTimeout);
   }
-  let creds;
+  let targets: Targets;
   try {
-    creds = await readCredentials(args, hosts);
+    targets = await loadTargets(args);
   } catch (err) {
     return fail(err, json);
   }
+  const { spec, hosts, creds } = targets;
 
   const tty = !json && process.stdout.isTTY === true && (process.stdout.columns ?? 0) >= 40;
   const ui = tty ? listrUi(spec.order.filter((n) => hosts.some((h) => h.name === n)), spec.primary) : undefined;

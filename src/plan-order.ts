@@ -12,6 +12,7 @@
 // the VIP moves as few times as possible: not at all while the holder stays the primary, exactly once
 // (from the holder straight to the new primary) when the primary changes. Each step says where the VIP
 // must be after it, so the gate confirms a deliberate move before the next master is touched.
+import { unicastAddress } from './render.js';
 import type { ClusterSpec, HostFacts, HostPlan } from './types.js';
 
 export interface OrderInput {
@@ -207,7 +208,7 @@ function holderRecreated(spec: ClusterSpec, h: OrderHost): string | undefined {
   if (!c || !host || !h.facts) return undefined;
   const iface = host.vipInterface ?? h.facts.routeInterface;
   if (c.interface !== null && iface && c.interface !== iface) return `interface ${c.interface} → ${iface}`;
-  const src = host.vrrpAddress ?? host.address;
+  const src = unicastAddress(host);
   if (spec.vrrpUnicast === true && c.unicastSrcIp !== null && c.unicastSrcIp !== src) return `unicast_src_ip ${c.unicastSrcIp} → ${src}`;
   return undefined;
 }

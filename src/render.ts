@@ -267,6 +267,11 @@ export function haproxyContext(spec: ClusterSpec, playbook: Pick<RenderSource, '
 }
 
 /** The values keepalived.conf.tmpl may use; per master (priority, interface) and keepalived build. */
+/** The IP literal keepalived uses for a master with vrrp_unicast: its address, or what its name resolved to. */
+export function unicastAddress(host: Pick<HostSpec, 'address' | 'vrrpAddress'>): string {
+  return host.vrrpAddress ?? host.address;
+}
+
 export function keepalivedContext(spec: ClusterSpec, host: HostSpec, iface: string, facts: RenderFacts): TemplateContext {
   // VRRPv3 (the only version for IPv6) has no authentication; keepalived 2.2.7 rejects the config.
   if (spec.family === 6 && spec.vrrpAuthPass) {
@@ -296,8 +301,8 @@ export function keepalivedContext(spec: ClusterSpec, host: HostSpec, iface: stri
     monitor_port: spec.haproxyMonitorPort,
     curl: CURL_PATH,
     unicast: spec.vrrpUnicast === true,
-    unicast_src_ip: spec.vrrpUnicast === true ? (host.vrrpAddress ?? host.address) : undefined,
-    unicast_peers: spec.vrrpUnicast === true ? spec.hosts.filter((h) => h.name !== host.name).map((h) => ({ address: h.vrrpAddress ?? h.address })) : [],
+    unicast_src_ip: spec.vrrpUnicast === true ? unicastAddress(host) : undefined,
+    unicast_peers: spec.vrrpUnicast === true ? spec.hosts.filter((h) => h.name !== host.name).map((h) => ({ address: unicastAddress(h) })) : [],
     nopreempt: !spec.vrrpPreempt,
     preempt_delay: spec.vrrpPreempt && spec.vrrpPreemptDelay > 0 ? spec.vrrpPreemptDelay : undefined,
   };

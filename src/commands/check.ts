@@ -3,14 +3,13 @@
 // managed files whose hash differs (one read-only command per master, only when one differs), and
 // releases the lock. The pure part turns plans and file contents into the report, its text and exit code.
 import { createTwoFilesPatch } from 'diff';
-import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { HostStepError, KhaError, ManyErrors } from '../errors.js';
 import { FactsParseError } from '../facts.js';
 import type { Playbook } from '../playbook.js';
 import { maskSecrets } from '../report/redact.js';
 import { changeOrder, type ChangeOrder } from '../plan-order.js';
-import { FACTS_TIMEOUT_MS, authHash, lockAndPlan, toKhaError } from '../runner/rollout.js';
+import { FACTS_TIMEOUT_MS, authDiffers, authHash, lockAndPlan, newAuthSalt, toKhaError } from '../runner/rollout.js';
 import { shellQuote, scriptTag } from '../shell.js';
 import type { ClusterSpec, HostFacts, HostPlan, HostSpec, Remote, RunContext } from '../types.js';
 
@@ -27,7 +26,7 @@ export interface HostCheckInput {
   /**
    * The keepalived.conf on the host has another vrrp_auth_pass than the inventory's: a managed instance
    * move, as deploy plans it. Compared as deploy does, through a hash salted per run computed on the host
-   * (neither the pass nor a reusable hash leaves it); see authDiffers().
+   * (neither the pass nor a reusable hash leaves it); see authDiffers() in src/runner/rollout.ts.
    */
   authDiffers?: boolean;
 }
@@ -230,22 +229,13 @@ export function parseReadFiles(host: string, stdout: string): Record<string, str
 
 export type CheckOptions = RunContext;
 
-/**
- * Whether a host's keepalived.conf has another auth_pass than `expected` (authHash(salt, the inventory's
- * pass)), from the salted hash the host printed: the same test deploy makes (src/runner/rollout.ts), so
- * check plans the same instance move. No hash, or no keepalived.conf in the facts: not a difference.
- */
-export function authDiffers(hostHash: string | undefined, facts: HostFacts, expected: string): boolean {
-  return hostHash !== undefined && facts.keepalivedConf !== undefined && hostHash !== expected;
-}
-
 /** Connect, lock + facts, plan, read differing files, release. Never prints; throws KhaError/ManyErrors naming the hosts. */
 export async function gatherCheck(opts: CheckOptions): Promise<HostCheckInput[]> {
   const { spec, playbook } = opts;
   const order = spec.order.filter((n) => opts.hosts.some((h) => h.name === n));
   const hosts = order.map((n) => opts.hosts.find((h) => h.name === n)!);
   // As deploy: the auth_pass on each master is compared through a hash salted per run.
-  const authSalt = randomBytes(12).toString('hex');
+  const authSalt = newAuthSalt();
   opts.emit({ type: 'phase', phase: 'connect', message: `connecting to ${order.join(', ')}` });
   const results = await Promise.allSettled(
     hosts.map(async (h) => {

@@ -218,7 +218,6 @@ export async function loadTargets(args: CommonArgs): Promise<Targets> {
   return { spec, hosts, creds: await readCredentials(args, hosts) };
 }
 
-/** What a read-only command (check, status) gathers with, once the inventory and credentials are read. */
 /** What a read-only command (check, status) gathers with: a RunContext whose Ctrl-C signal always exists. */
 export type ReadOnlyContext = RunContext & { signal: AbortSignal };
 

@@ -1,7 +1,6 @@
 // Read the inventory as Ansible does: -i FILE (INI, or YAML by extension) or -i DIR (every file in it
 // that Ansible would read), the group_vars/ and host_vars/ beside it, and ansible.cfg's defaults; each
 // file checked (size, binary, encoding) before parsing; then validate. Problems → InventoryError (exit 2).
-import { resolveUnicastAddresses, type Lookup } from './resolve.js';
 import { readdirSync, statSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -13,6 +12,7 @@ import { type VarsFile, type VarsFiles, buildModel } from './model.js';
 import { type RawInventory, parseInventoryText } from './parse.js';
 import { type InventoryInput, validateSources } from './validate.js';
 import { mappingVars, parseYamlInventory, readYaml } from './yaml-inventory.js';
+import { resolveUnicastAddresses, type Lookup } from './resolve.js';
 
 /** An inventory is a few kilobytes; 1 MiB leaves room and keeps a wrong path (a disk image…) cheap. */
 export const MAX_INVENTORY_BYTES = 1024 * 1024;

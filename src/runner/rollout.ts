@@ -105,7 +105,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
   const grace = graceSignal(opts.signal);
   const signalOpt = opts.signal ? { signal: opts.signal } : {};
   // The auth_pass on each master is compared through a hash salted per run: neither the pass nor a reusable hash leaves the host.
-  const authSalt = randomBytes(12).toString('hex');
+  const authSalt = newAuthSalt();
   const gates: GateRecord[] = [];
   let seen: { holders: string[]; at: string } | undefined;
   let error: unknown;
@@ -205,23 +205,13 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     checkAbort();
 
     // haproxy will ask every apiserver's /readyz without credentials: refuse now if they would all be DOWN.
-    if (spec.haproxyHealthCheck === 'readyz') {
-      try {
-        preflightReadyz({ spec, answers: all().map((s) => ({ spec: s.spec, output: s.lock!.output })), emit });
-      } catch (err) {
-        if (err instanceof ManyErrors) for (const e of err.errors) if (e instanceof HostStepError) markFailure(states.get(e.host), e);
-        throw err;
-      }
-    }
+    if (spec.haproxyHealthCheck === 'readyz') refuseAs(() => preflightReadyz({ spec, answers: all().map((s) => ({ spec: s.spec, output: s.lock!.output })), emit }));
     // A machine that is not a master already answering for the VIP: keepalived would fight it for the address.
     // An interface without an address in the VIP's subnet: keepalived there could not hold it.
-    try {
+    refuseAs(() => {
       preflightSubnet({ vip: spec.vip, hosts: all().map((s) => ({ name: s.spec.name, iface: vipInterface(s.spec, s.facts!), interfaces: s.facts!.interfaces })) });
       preflightVipOwner({ spec, answers: all().map((s) => ({ spec: s.spec, output: s.lock!.output })), emit });
-    } catch (err) {
-      if (err instanceof ManyErrors) for (const e of err.errors) if (e instanceof HostStepError) markFailure(states.get(e.host), e);
-      throw err;
-    }
+    });
 
     // Package installation dominates a first rollout and starts no service (policy-rc.d), so it runs
     // first, on every master in parallel; the playbook requires it to be the first step.
@@ -252,7 +242,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
       (i, err) => toKhaError(listening[i]!.s.spec.name, 'preflight', err),
       needPkgs.length > 0 ? 'reading the VRRP listen failed: no configuration was written (packages were installed)' : 'reading the VRRP listen failed: no host was changed',
     );
-    try {
+    refuseAs(() =>
       preflightVrid({
         vrid: spec.virtualRouterId,
         vip: spec.vip,
@@ -261,17 +251,14 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
         masterAddrs: masterAddresses(all().map((s) => s.facts!)),
         emit,
         ...(needPkgs.length > 0 ? { installedOn: needPkgs.map((s) => s.spec.name) } : {}),
-      });
-    } catch (err) {
-      if (err instanceof ManyErrors) for (const e of err.errors) if (e instanceof HostStepError) markFailure(states.get(e.host), e);
-      throw err;
-    }
+      }),
+    );
 
     // Primary first on a first deploy; on a running cluster the VIP holder last, with any VIP move planned (src/plan-order.ts).
     const expectedAuth = authHash(authSalt, spec.vrrpAuthPass);
     const co = changeOrder(
       spec,
-      all().map((s) => ({ name: s.spec.name, facts: s.facts, plan: s.plan!, authDiffers: s.authHash !== undefined && s.facts?.keepalivedConf !== undefined && s.authHash !== expectedAuth })),
+      all().map((s) => ({ name: s.spec.name, facts: s.facts, plan: s.plan!, authDiffers: authDiffers(s.authHash, s.facts, expectedAuth) })),
     );
     if (co.refusal) {
       const err = new HostStepError(spec.primary, 'preflight', `${co.refusal}; no host was changed`, { hint: 'run without --limit (every master must move to the new instance in the same run), or leave the VRRP settings as they are for now' });
@@ -392,6 +379,16 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     ...(error === undefined ? {} : { error }),
   };
 
+  /** Runs a preflight check; a refusal marks each host it names as failed in the recap, then ends the run. */
+  function refuseAs(check: () => void): void {
+    try {
+      check();
+    } catch (err) {
+      if (err instanceof ManyErrors) for (const e of err.errors) if (e instanceof HostStepError) markFailure(states.get(e.host), e);
+      throw err;
+    }
+  }
+
   /** Keeps the holder answering for the VIP through the reload that recreates its instance (src/vip-hold.ts); undefined: no hold. */
   async function holdVip(s: HostState): Promise<string | undefined> {
     const iface = vipInterface(s.spec, s.facts!);
@@ -403,8 +400,9 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
 
   /** Waits until the new instance holds the VIP (not after a failure), then removes the holding copy. */
   async function releaseVip(s: HostState, iface: string, failed: boolean): Promise<void> {
-    const r = await s.remote!.run(releaseVipScript(spec.vip, iface, failed ? 0 : 3 * spec.advertInt + 3), { label: `release the hold of ${spec.vip}`, timeoutMs: 30_000 }).catch((err: unknown) => ({ code: -1, stdout: '', stderr: String(err) }));
-    if (!r.stdout.includes('@@KHA-VIPHOLD back') && !failed) emit({ type: 'warning', host: s.spec.name, message: `the new VRRP instance did not take ${spec.vip} within ${3 * spec.advertInt + 3} s; the holding copy is removed (${HOLD_UNIT}.timer would have removed it anyway)` });
+    const waitSeconds = 3 * spec.advertInt + 3;
+    const r = await s.remote!.run(releaseVipScript(spec.vip, iface, failed ? 0 : waitSeconds), { label: `release the hold of ${spec.vip}`, timeoutMs: 30_000 }).catch((err: unknown) => ({ code: -1, stdout: '', stderr: String(err) }));
+    if (!r.stdout.includes('@@KHA-VIPHOLD back') && !failed) emit({ type: 'warning', host: s.spec.name, message: `the new VRRP instance did not take ${spec.vip} within ${waitSeconds} s; the holding copy is removed (${HOLD_UNIT}.timer would have removed it anyway)` });
   }
 
   function applier(s: HostState): HostApplier {
@@ -518,6 +516,19 @@ export function authProbeScript(path: string, salt: string): string {
 /** The hash authProbeScript prints for `pass` (none: ''). */
 export function authHash(salt: string, pass: string | undefined): string {
   return createHash('sha256').update(`${salt} ${pass ?? ''}`, 'utf8').digest('hex');
+}
+
+/** A salt for one run: the auth_pass is compared through it, so neither the pass nor a reusable hash leaves a host. */
+export function newAuthSalt(): string {
+  return randomBytes(12).toString('hex');
+}
+
+/**
+ * Whether a host's keepalived.conf has another auth_pass than `expected` (authHash(salt, the inventory's
+ * pass)), from the salted hash the host printed. No hash, or no keepalived.conf in the facts: not a difference.
+ */
+export function authDiffers(hostHash: string | undefined, facts: HostFacts | undefined, expected: string): boolean {
+  return hostHash !== undefined && facts?.keepalivedConf !== undefined && hostHash !== expected;
 }
 
 /** Stops keepalived (a managed instance move); the config keepalived last loaded stays recorded, the unit enabled. */

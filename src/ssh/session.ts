@@ -116,7 +116,6 @@ function openSocket(ctx: ConnectContext, timeoutMs: number): Promise<net.Socket>
   });
 }
 
-/** One SSH hop to reach: a master, or a jump host in front of it. */
 /** One SSH login on the way to a master (the master itself, or a jump host). */
 interface Hop extends JumpHop {
   /** Inventory name of the master this is for (errors, events). */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EXIT_CHANGES_PENDING, authDiffers, checkExitCode, checkReport, checkText, fileDiff, gatherCheck, parseReadFiles, readFilesScript, type CheckReport } from '../../src/commands/check.js';
+import { authDiffers } from '../../src/runner/rollout.js';
+import { EXIT_CHANGES_PENDING, checkExitCode, checkReport, checkText, fileDiff, gatherCheck, parseReadFiles, readFilesScript, type CheckReport } from '../../src/commands/check.js';
 import { runRollout } from '../../src/runner/rollout.js';
 import type { ClusterSpec, HostFacts, HostPlan, HostSpec, PlannedStep, Remote } from '../../src/types.js';
 import { cluster } from '../fixtures/facts/cluster.js';
