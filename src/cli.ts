@@ -159,7 +159,7 @@ async function deploy(args: DeployArgs): Promise<number> {
   const { spec, hosts, creds } = targets;
 
   const tty = !json && process.stdout.isTTY === true && (process.stdout.columns ?? 0) >= 40;
-  const ui = tty ? listrUi(spec.order.filter((n) => hosts.some((h) => h.name === n)), spec.primary) : undefined;
+  const ui = tty ? listrUi(spec.primary) : undefined;
   const lines = textUi(out, args.verbose);
   // Warnings are kept for the JSON document, and on a terminal printed again under the task tree (which redraws over lines).
   const warnings: { host?: string; message: string }[] = [];

@@ -284,7 +284,7 @@ export interface RunContext {
 /** Events the runner emits; the UI subscribes. The core never prints. */
 export type RunEvent =
   | { type: 'inventory'; spec: ClusterSpec }
-  | { type: 'phase'; phase: 'connect' | 'facts' | 'packages' | 'rollout' | 'done' | 'drill'; message: string }
+  | { type: 'phase'; phase: 'connect' | 'facts' | 'packages' | 'rollout' | 'done' | 'drill'; message: string; /** rollout: the masters in the order they are changed. */ order?: string[] }
   | { type: 'host-start'; host: string; role: 'primary' | 'backup' }
   | { type: 'step-start'; host: string; step: string; title: string }
   | { type: 'step-end'; host: string; step: string; title: string; status: StepStatus; detail?: string }

@@ -1,5 +1,7 @@
 // TTY output: a listr2 task tree (phase / host → current step) driven by the runner's events.
-import { Listr, type ListrTaskWrapper } from 'listr2';
+// The host rows are made when the rollout starts, in the order the runner chose (on a running
+// cluster the VIP holder comes last): listr runs rows one after another, so they must follow the run.
+import { Listr, type ListrTask, type ListrTaskWrapper } from 'listr2';
 import type { RunEvent } from '../types.js';
 
 type Stage = { key: string; title: string };
@@ -11,13 +13,13 @@ interface Waiter {
 }
 
 /** Returns the event sink and a function that finishes the tree when the run ends. */
-export function listrUi(order: string[], primary: string): { emit: (e: RunEvent) => void; finish: (failed: boolean) => Promise<void> } {
-  const stages: Stage[] = [
-    { key: 'facts', title: 'connect, lock and read facts' },
-    { key: 'packages', title: 'install keepalived and haproxy' },
-    ...order.map((h) => ({ key: `host:${h}`, title: `${h} (${h === primary ? 'primary' : 'backup'})` })),
-    { key: 'final', title: 'final check: VIP and kubectl through the VIP' },
-  ];
+export function listrUi(primary: string): { emit: (e: RunEvent) => void; finish: (failed: boolean) => Promise<void> } {
+  const hostStage = (h: string): Stage => ({ key: `host:${h}`, title: `${h} (${h === primary ? 'primary' : 'backup'})` });
+  const FINAL: Stage = { key: 'final', title: 'final check: VIP and kubectl through the VIP' };
+  /** Every row in the order the run reaches them; the hosts join once the rollout's order is known. */
+  let stages: Stage[] = [{ key: 'facts', title: 'connect, lock and read facts' }, { key: 'packages', title: 'install keepalived and haproxy' }, FINAL];
+  let orderKnown: (order: string[]) => void = () => undefined;
+  const rolloutOrder = new Promise<string[]>((resolve) => (orderKnown = resolve));
   const waiters = new Map<string, Waiter>();
   const pending = new Map<string, { ok: boolean; msg?: string; err?: Error }>();
   const counts = new Map<string, { ok: number; changed: number }>();
@@ -49,33 +51,50 @@ export function listrUi(order: string[], primary: string): { emit: (e: RunEvent)
     if (w?.task) w.task.output = text;
   };
 
+  /** A row that runs until the events settle it. */
+  const row = (s: Stage): ListrTask<unknown, never, never> => ({
+    title: s.title,
+    task: (_ctx: unknown, task: ListrTaskWrapper<unknown, never, never>) =>
+      new Promise<void>((resolve, reject) => {
+        const done = pending.get(s.key);
+        const w: Waiter = {
+          resolve: (msg) => {
+            const c = counts.get(s.key);
+            if (c && s.key.startsWith('host:')) task.title = `${s.title}: ${c.changed} step(s) changed, ${c.ok} already right`;
+            const gate = passed.get(s.key);
+            if (gate) task.title = `${task.title}${s.key.startsWith('host:') ? '; ' : ': '}${gate}`;
+            if (msg) task.skip(msg);
+            resolve();
+          },
+          reject,
+          task,
+        };
+        if (done) {
+          pending.delete(s.key);
+          if (done.ok) w.resolve(done.msg);
+          else reject(done.err);
+          return;
+        }
+        waiters.set(s.key, w);
+      }),
+  });
+
+  const [facts, packages] = stages as [Stage, Stage];
   const list = new Listr(
-    stages.map((s) => ({
-      title: s.title,
-      task: (_ctx: unknown, task: ListrTaskWrapper<unknown, never, never>) =>
-        new Promise<void>((resolve, reject) => {
-          const done = pending.get(s.key);
-          const w: Waiter = {
-            resolve: (msg) => {
-              const c = counts.get(s.key);
-              if (c && s.key.startsWith('host:')) task.title = `${s.title}: ${c.changed} step(s) changed, ${c.ok} already right`;
-              const gate = passed.get(s.key);
-              if (gate) task.title = `${task.title}${s.key.startsWith('host:') ? '; ' : ': '}${gate}`;
-              if (msg) task.skip(msg);
-              resolve();
-            },
-            reject,
-            task,
-          };
-          if (done) {
-            pending.delete(s.key);
-            if (done.ok) w.resolve(done.msg);
-            else reject(done.err);
-            return;
-          }
-          waiters.set(s.key, w);
-        }),
-    })),
+    [
+      row(facts),
+      row(packages),
+      {
+        title: 'roll out, one master at a time',
+        // Starts after the packages row, which the rollout phase settles once the order is known; a run that ends sooner never gets here.
+        task: async (_ctx: unknown, task: ListrTaskWrapper<unknown, never, never>) => {
+          const order = await rolloutOrder;
+          task.title = `roll out: ${order.join(' → ')}`;
+          return task.newListr(order.map((h) => row(hostStage(h))), { concurrent: false, exitOnError: true });
+        },
+      },
+      row(FINAL),
+    ],
     // listr2 would otherwise add its own SIGINT listener that exits 127 before ours can stop the run and print the recap.
     { concurrent: false, exitOnError: true, registerSignalListeners: false },
   );
@@ -84,7 +103,11 @@ export function listrUi(order: string[], primary: string): { emit: (e: RunEvent)
   const emit = (e: RunEvent) => {
     if (e.type === 'phase') {
       if (e.phase === 'packages') advance('packages');
-      if (e.phase === 'rollout') advance(`host:${order[0]}`);
+      if (e.phase === 'rollout' && e.order) {
+        stages = [facts, packages, ...e.order.map(hostStage), FINAL];
+        orderKnown(e.order);
+        advance(`host:${e.order[0]}`);
+      }
       if (e.phase === 'done') advance('final');
     } else if (e.type === 'host-start') {
       advance(`host:${e.host}`);

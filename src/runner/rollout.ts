@@ -270,7 +270,7 @@ export async function runRollout(opts: RolloutOptions): Promise<RolloutResult> {
     /** Masters whose keepalived this run stopped for an instance move, with the op that starts it on the new instance. */
     const deferredStart = new Map<string, Operation>();
     const unitsTimeoutMs = (playbook.steps.find((x) => x.id === 'units')?.timeoutSeconds ?? 120) * 1000;
-    emit({ type: 'phase', phase: 'rollout', message: `rolling out in order ${steps.map((x) => x.host).join(' → ')} (${co.reason})` });
+    emit({ type: 'phase', phase: 'rollout', message: `rolling out in order ${steps.map((x) => x.host).join(' → ')} (${co.reason})`, order: steps.map((x) => x.host) });
     for (const step of steps) {
       const name = step.host;
       checkAbort();

@@ -62,6 +62,24 @@ describe('off the happy path, as an operator meets it', { concurrency: false }, 
     await converge();
   });
 
+  it('Ctrl-C on a terminal while the VIP holder, changed last, is in a VRRP instance move: exit 130 at once, the tree in the run\'s order, the VIP on master1 only, no copy of it left on lo', async () => {
+    const run = startCliInPty(deployArgs(labInventory(['virtual_router_id=52'])));
+    // master1 holds the VIP: its copy on lo is in place before its first step (src/vip-hold.ts).
+    await run.waitFor(/master1: write \/etc\/haproxy\/haproxy\.cfg/, 60_000);
+    const sent = Date.now();
+    run.type('\x03');
+    const r = await run.done;
+    assert.equal(r.code, 130, r.screen);
+    assert.ok(r.endedAt - sent <= 5000, `Ctrl-C took ${r.endedAt - sent} ms to return`);
+    assert.match(r.screen, /roll out: master2 → master3 → master1/);
+    assert.match(r.screen, /interrupted: stopped before the next step/);
+    assert.match(r.screen, /FAILED after [\d.]+s \(exit 130\)/);
+    assert.deepEqual(await vipHolders(), ['master1']);
+    assert.equal((await hostExec('master1', `ip -o addr show dev lo | grep -F ' ${lab.vip}/' || true`)).stdout.trim(), '', 'the copy of the VIP on lo was left behind');
+    for (const h of names) assert.equal(await lockHeld(h), false, `the run lock on ${h} outlived the interrupted run`);
+    await converge();
+  });
+
   it('Ctrl-C while a remote command is stuck (apt waiting for the dpkg lock): back within 2 s, the command ended on the host', async () => {
     await resetHosts(['master2']);
     // Another package manager holds dpkg's lock (an fcntl lock, as apt takes it): apt-get install waits (DPkg::Lock::Timeout=300).
