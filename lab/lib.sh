@@ -105,6 +105,9 @@ ensure_dockerd() {
   if docker_running; then return 0; fi
   command -v dockerd >/dev/null 2>&1 || die "no Docker engine answers and dockerd is not installed (apt-get install docker.io)"
   mkdir -p "$RUN_DIR" "$LOG_DIR"
+  # A dockerd that was killed leaves its pid file; dockerd refuses to start while that PID exists as any process.
+  local stale; stale=$(tr -dc 0-9 </var/run/docker.pid 2>/dev/null) || true
+  if [[ -n "$stale" && "$(cat "/proc/$stale/comm" 2>/dev/null)" != dockerd ]]; then rm -f /var/run/docker.pid; fi
   log "starting dockerd (log: $LOG_DIR/dockerd.log)"
   # --bridge=none: no default docker0 bridge on 172.17/16; the lab uses its own network and
   # image builds use the host network (apt through the local apt-cacher-ng).
